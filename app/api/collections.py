@@ -1,0 +1,67 @@
+"""Collections."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from app.deps import ServicesDep
+from app.schemas import CollectionCreate, CollectionList, CollectionOut, IndexRebuilt
+from core import repository
+from core.models import Collection
+from retrieval.embedders import get_spec
+
+router = APIRouter(tags=["collections"])
+
+
+def collection_out(services: ServicesDep, collection: Collection) -> CollectionOut:
+    with services.db.session() as session:
+        documents, chunks = repository.collection_counts(session, collection.id)
+    return CollectionOut(
+        name=collection.name,
+        embedder=collection.embedder,
+        documents=documents,
+        chunks=chunks,
+        index_version=collection.index_version,
+        created_at=collection.created_at,
+        previous_embedder=collection.previous_embedder,
+    )
+
+
+@router.post("/admin/v1/collections", status_code=status.HTTP_201_CREATED)
+def create_collection(body: CollectionCreate, services: ServicesDep) -> CollectionOut:
+    """Create a collection, embedded with the default embedder unless one is named."""
+    embedder = body.embedder or services.settings.embedder.default
+    get_spec(embedder, services.settings.embedder)  # 422 for an unknown embedder
+    with services.db.session() as session:
+        collection = repository.create_collection(session, body.name, embedder)
+    return collection_out(services, collection)
+
+
+@router.get("/v1/collections")
+def list_collections(services: ServicesDep) -> CollectionList:
+    """All collections."""
+    with services.db.session() as session:
+        collections = list(repository.list_collections(session))
+    return CollectionList(collections=[collection_out(services, c) for c in collections])
+
+
+@router.get("/v1/collections/{name}")
+def get_collection(name: str, services: ServicesDep) -> CollectionOut:
+    """One collection with its counts and index version."""
+    with services.db.session() as session:
+        collection = repository.get_collection(session, name)
+    return collection_out(services, collection)
+
+
+@router.post("/admin/v1/collections/{name}/index/rebuild")
+def rebuild_index(name: str, services: ServicesDep) -> IndexRebuilt:
+    """Rebuild this process's index of a collection from the database."""
+    with services.db.session() as session:
+        collection = repository.get_collection(session, name)
+    index = services.indexes.rebuild(collection.id, collection.embedder)
+    return IndexRebuilt(
+        collection=name,
+        embedder=collection.embedder,
+        vectors=0 if index is None else len(index),
+        index_version=collection.index_version,
+    )

@@ -1,0 +1,49 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from app.deps import ServicesDep
+from app.schemas import Health, Readiness
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health)
+def healthz() -> Health:
+    """The process is alive."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
+def readyz(services: ServicesDep) -> JSONResponse:
+    """200 when every dependency is usable, else 503 with the failing checks."""
+    checks: dict[str, str] = {}
+    try:
+        with services.db.session() as session:
+            session.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception:
+        checks["database"] = "down"
+    checks["broker"] = _broker_check(services)
+    loaded = services.indexes.loaded()
+    checks["index"] = f"ok ({sum(loaded.values())} vectors in {len(loaded)} indexes)"
+    ok = all(v.startswith(("ok", "embedded")) for v in checks.values())
+    body = Readiness(status="ok" if ok else "degraded", checks=checks)
+    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+
+def _broker_check(services: ServicesDep) -> str:
+    if services.settings.embedded_worker:
+        return "embedded (in-process worker)"
+    from workers.celery_app import celery_app
+
+    try:
+        with celery_app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        return "ok"
+    except Exception:
+        return "down"

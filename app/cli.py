@@ -1,0 +1,178 @@
+"""The `rag` command line (operations contract in ../shared/API.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+cli = typer.Typer(
+    help="Retrieval-augmented generation service with self-reasoning.", no_args_is_help=True
+)
+
+UrlOption = Annotated[str, typer.Option(envvar="RAG_URL", help="Base URL of a running service.")]
+KeyOption = Annotated[
+    str, typer.Option(envvar="RAG_API_KEY", help="API key, if the service has keys.")
+]
+UPLOAD_BATCH = 50
+
+
+@cli.command()
+def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+    """Start the API with the current settings (the embedded default when none are set)."""
+    import uvicorn
+
+    from core.settings import get_settings
+
+    settings = get_settings()
+    if settings.embedded_worker and workers > 1:
+        typer.echo("the embedded default runs one API process; ignoring --workers", err=True)
+        workers = 1
+    mode = "embedded: SQLite + in-process ingestion" if settings.embedded_worker else "deployment"
+    typer.echo(
+        f"rag serving on http://{host}:{port} ({mode}; data in {settings.data_dir.resolve()})",
+        err=True,
+    )
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers)
+
+
+@cli.command()
+def worker(
+    concurrency: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    loglevel: str = "INFO",
+) -> None:
+    """Start a Celery worker with the current settings (needs RAG_BROKER__URL)."""
+    from core.settings import get_settings
+    from workers.celery_app import celery_app
+
+    settings = get_settings()
+    if settings.embedded_worker:
+        typer.echo(
+            "RAG_BROKER__URL is not set: the embedded default ingests inside `rag serve`.", err=True
+        )
+        raise typer.Exit(2)
+    argv = ["worker", f"--loglevel={loglevel}", "-Q", "rag"]
+    argv.append(f"--concurrency={concurrency or settings.broker.worker_concurrency}")
+    celery_app.worker_main(argv)
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply database migrations (alembic upgrade head)."""
+    from core.migrate import upgrade
+    from core.settings import get_settings
+
+    upgrade(get_settings())
+    typer.echo("database is at the latest revision")
+
+
+def _client(url: str, key: str) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.Client(base_url=url, headers=headers, timeout=httpx.Timeout(120.0, connect=5.0))
+
+
+def _check(response: httpx.Response) -> Any:
+    if response.status_code >= 400:
+        try:
+            error = response.json()["error"]
+            message = f"{error['code']}: {error['message']}"
+        except (ValueError, KeyError, TypeError):
+            message = response.text
+        typer.echo(f"error {response.status_code} — {message}", err=True)
+        raise typer.Exit(1)
+    return response.json() if response.content else None
+
+
+@cli.command()
+def ingest(
+    directory: Path,
+    collection: Annotated[str, typer.Option(help="Collection to add to (created if missing).")],
+    url: UrlOption = "http://127.0.0.1:8000",
+    key: KeyOption = "",
+    pattern: Annotated[str, typer.Option(help="Glob of files to upload.")] = "**/*",
+) -> None:
+    """Upload every supported file under DIRECTORY and wait for the jobs, with a progress bar."""
+    from rich.progress import Progress
+
+    from retrieval.parsing import SUPPORTED_MEDIA_TYPES
+
+    paths = sorted(
+        p
+        for p in directory.glob(pattern)
+        if p.is_file() and p.suffix.lower().lstrip(".") in SUPPORTED_MEDIA_TYPES
+    )
+    if not paths:
+        typer.echo(f"no supported files under {directory}", err=True)
+        raise typer.Exit(1)
+    with _client(url, key) as client:
+        if client.get(f"/v1/collections/{collection}").status_code == 404:
+            _check(client.post("/admin/v1/collections", json={"name": collection}))
+        job_ids: list[str] = []
+        errors: list[dict[str, Any]] = []
+        with Progress() as progress:
+            uploading = progress.add_task("uploading", total=len(paths))
+            for start in range(0, len(paths), UPLOAD_BATCH):
+                batch = paths[start : start + UPLOAD_BATCH]
+                files = [("files", (p.name, p.read_bytes())) for p in batch]
+                accepted = _check(
+                    client.post(f"/admin/v1/collections/{collection}/documents", files=files)
+                )
+                job_ids.append(accepted["job_id"])
+                progress.advance(uploading, len(batch))
+            embedding = progress.add_task("embedding", total=None)
+            while True:
+                jobs = [_check(client.get(f"/admin/v1/jobs/{j}")) for j in job_ids]
+                done = sum(j["progress"]["done"] for j in jobs)
+                total = sum(j["progress"]["total"] for j in jobs)
+                progress.update(embedding, completed=done, total=total)
+                if all(j["status"] in ("succeeded", "failed", "cancelled") for j in jobs):
+                    errors = [e for j in jobs for e in j["errors"]]
+                    break
+                time.sleep(0.5)
+        info = _check(client.get(f"/v1/collections/{collection}"))
+    typer.echo(f"{collection}: {info['documents']} documents, {info['chunks']} chunks")
+    for error in errors:
+        typer.echo(f"  failed: {error.get('filename', '?')}: {error['message']}", err=True)
+
+
+@cli.command()
+def search(
+    query: str,
+    collection: Annotated[str, typer.Option()],
+    top_k: Annotated[int, typer.Option("--top-k")] = 5,
+    url: UrlOption = "http://127.0.0.1:8000",
+    key: KeyOption = "",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Search a collection and print the hits."""
+    with _client(url, key) as client:
+        result = _check(
+            client.post(
+                "/v1/search", json={"collection": collection, "query": query, "top_k": top_k}
+            )
+        )
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    for rank, hit in enumerate(result["hits"], 1):
+        snippet = " ".join(hit["text"].split())[:160]
+        typer.echo(
+            f"{rank}. {hit['score']:.3f}  {hit['filename']} "
+            f"[{hit['start']}:{hit['end']}]\n   {snippet}"
+        )
+
+
+def main() -> None:
+    # Keep tokenizers from forking warnings; the model is local either way.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    cli(args=sys.argv[1:])
+
+
+if __name__ == "__main__":
+    main()

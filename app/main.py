@@ -1,0 +1,41 @@
+"""The FastAPI application: create_app() and its lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.api import collections, documents, health, jobs, search
+from app.errors import install_error_handlers
+from app.services import Services
+from core.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = Services.start(settings)
+        app.state.services = services
+        if settings.embedded_worker:
+            log.info("embedded mode: ingestion runs on an in-process worker thread")
+        try:
+            yield
+        finally:
+            services.close()
+
+    app = FastAPI(
+        title="RAG service with self-reasoning",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for module in (health, collections, documents, jobs, search):
+        app.include_router(module.router)
+    return app

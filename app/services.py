@@ -1,0 +1,82 @@
+"""The long-lived objects of an API process, built once in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from core import repository
+from core.db import Database
+from core.migrate import upgrade
+from core.settings import Settings
+from retrieval.embedders import EmbedderPool
+from retrieval.index_store import IndexStore
+from retrieval.search import Searcher
+from workers.context import WorkerContext, install_context
+from workers.queue import TaskQueue, make_queue, requeue_unfinished
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    embedders: EmbedderPool
+    indexes: IndexStore
+    searcher: Searcher
+    queue: TaskQueue
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _snapshots: threading.Thread | None = None
+
+    @classmethod
+    def start(cls, settings: Settings) -> Services:
+        db = Database(settings)
+        if settings.database.auto_migrate:
+            upgrade(settings)
+        embedders = EmbedderPool(settings.embedder)
+        embedders.get(settings.embedder.default)  # load the model now, not on the first request
+        indexes = IndexStore(db, settings.index, settings.index_dir)
+        searcher = Searcher(db, embedders, indexes, settings.index)
+        queue = make_queue(settings)
+        services = cls(settings, db, embedders, indexes, searcher, queue)
+        if settings.embedded_worker:
+            # The in-process worker thread shares this process's database and loaded model.
+            install_context(WorkerContext(settings, db, embedders))
+            requeue_unfinished(db, queue)
+        services._snapshots = threading.Thread(
+            target=services._snapshot_loop, name="rag-snapshots", daemon=True
+        )
+        services._snapshots.start()
+        return services
+
+    def _snapshot_loop(self) -> None:
+        """Warm every collection's index, then write snapshots of changed indexes periodically."""
+        try:
+            self.warm_indexes()
+        except Exception:
+            log.exception("warming indexes failed; they load on first search instead")
+        while not self._stop.wait(self.settings.index.snapshot_interval_s):
+            try:
+                self.indexes.save_snapshots()
+            except Exception:
+                log.exception("writing index snapshots failed")
+
+    def warm_indexes(self) -> None:
+        with self.db.session() as session:
+            active = [
+                (c.id, c.embedder, c.index_version) for c in repository.list_collections(session)
+            ]
+        for collection_id, embedder, version in active:
+            self.indexes.get(collection_id, embedder, version)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.queue.close()
+        if self._snapshots is not None:
+            self._snapshots.join(timeout=30)
+        self.indexes.save_snapshots()
+        if self.settings.embedded_worker:
+            install_context(None)
+        self.db.dispose()

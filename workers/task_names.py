@@ -1,0 +1,3 @@
+"""Task names, shared by producers (the API) and the worker, so neither imports the other."""
+
+INGEST_DOCUMENT = "rag.ingest_document"
