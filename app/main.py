@@ -12,16 +12,17 @@ from app.api import collections, documents, health, jobs, search
 from app.errors import install_error_handlers
 from app.services import Services
 from core.settings import Settings, get_settings
+from retrieval.embedders import EmbedderPool
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, embedders: EmbedderPool | None = None) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = Services.start(settings)
+        services = Services.start(settings, embedders)
         app.state.services = services
         if settings.embedded_worker:
             log.info("embedded mode: ingestion runs on an in-process worker thread")

@@ -76,6 +76,10 @@ class DocumentOut(BaseModel):
     error: str | None = None
 
 
+class DocumentDetail(DocumentOut):
+    text: str | None = Field(description="The extracted text that chunk offsets point into.")
+
+
 class DocumentList(BaseModel):
     documents: list[DocumentOut]
 

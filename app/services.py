@@ -31,11 +31,12 @@ class Services:
     _snapshots: threading.Thread | None = None
 
     @classmethod
-    def start(cls, settings: Settings) -> Services:
+    def start(cls, settings: Settings, embedders: EmbedderPool | None = None) -> Services:
+        """Build everything; `embedders` lets tests share one loaded model across app instances."""
         db = Database(settings)
         if settings.database.auto_migrate:
             upgrade(settings)
-        embedders = EmbedderPool(settings.embedder)
+        embedders = embedders or EmbedderPool(settings.embedder)
         embedders.get(settings.embedder.default)  # load the model now, not on the first request
         indexes = IndexStore(db, settings.index, settings.index_dir)
         searcher = Searcher(db, embedders, indexes, settings.index)

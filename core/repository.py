@@ -244,6 +244,20 @@ def list_documents(session: Session, collection_id: str) -> list[tuple[Document,
     return [(doc, int(n)) for doc, n in rows]
 
 
+def get_document(
+    session: Session, collection: Collection, document_id: str
+) -> tuple[Document, int]:
+    document = session.get(Document, document_id)
+    if document is None or document.collection_id != collection.id:
+        raise RagError(
+            "document_not_found", f"document {document_id!r} is not in {collection.name!r}"
+        )
+    chunks = session.scalar(
+        select(func.count()).select_from(Chunk).where(Chunk.document_id == document_id)
+    )
+    return document, int(chunks or 0)
+
+
 def delete_document(session: Session, collection: Collection, document_id: str) -> None:
     """Delete a document with its chunks and embeddings, and bump the collection's version."""
     result = session.execute(

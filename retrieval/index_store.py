@@ -39,6 +39,8 @@ class IndexStore:
         self._dir = snapshot_dir
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._entries_lock = threading.Lock()
+        # How indexes came to be, for readiness and tests: snapshot loads, full builds, catch-ups.
+        self.stats = {"snapshot_loads": 0, "builds": 0, "catch_ups": 0}
 
     def _entry(self, collection_id: str, embedder: str) -> _Entry:
         key = (collection_id, embedder)
@@ -71,6 +73,7 @@ class IndexStore:
             entry.index = self._build(collection_id, embedder)
             entry.version = version
             return
+        self.stats["catch_ups"] += 1
         index_ids = entry.index.ids()
         missing = np.setdiff1d(db_ids, index_ids, assume_unique=True)
         gone = np.setdiff1d(index_ids, db_ids, assume_unique=True)
@@ -101,6 +104,7 @@ class IndexStore:
     def _build(self, collection_id: str, embedder: str) -> FaissIndex | None:
         with self._db.session() as session:
             ids, vectors = repository.embedding_vectors(session, collection_id, embedder)
+        self.stats["builds"] += 1
         if len(ids) == 0:
             return None
         return build_index(self._settings, ids, vectors, vectors.shape[1])
@@ -115,6 +119,7 @@ class IndexStore:
             log.warning("discarding snapshot, rebuilding from the database: %s", exc)
             path.unlink(missing_ok=True)
             return None
+        self.stats["snapshot_loads"] += 1
         return index
 
     def rebuild(self, collection_id: str, embedder: str) -> FaissIndex | None:

@@ -15,7 +15,7 @@ from core.settings import Settings, get_settings
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("rag", include=["workers.tasks.ingest"])
+    app = Celery("rag", include=["workers.tasks.ingest"], set_as_current=False)
     app.conf.update(
         broker_url=settings.broker.url or "memory://",
         result_backend=settings.broker.result_backend or None,
@@ -32,6 +32,8 @@ def make_celery(settings: Settings) -> Celery:
         # Redis re-delivers unacknowledged tasks after this long (a worker died holding them).
         broker_transport_options={"visibility_timeout": 3600},
         worker_hijack_root_logger=False,
+        # Publishing fails fast instead of blocking a request while the broker is down.
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
     )
     return app
 

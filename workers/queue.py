@@ -21,22 +21,36 @@ log = logging.getLogger(__name__)
 
 class TaskQueue(Protocol):
     def enqueue_documents(self, document_ids: list[str]) -> None: ...
+    def check(self) -> str:
+        """ "ok", "embedded …" or "down" (for readiness)."""
+        ...
+
     def close(self) -> None: ...
 
 
 class CeleryQueue:
-    def __init__(self, settings: Settings) -> None:
-        from workers.celery_app import celery_app
+    """Sends tasks by name through the configured broker; imports no task code."""
 
-        self._app = celery_app
+    def __init__(self, settings: Settings) -> None:
+        from workers.celery_app import make_celery
+
+        self._app = make_celery(settings)
         self._expires = settings.broker.task_expires_s
 
     def enqueue_documents(self, document_ids: list[str]) -> None:
         for document_id in document_ids:
             self._app.send_task(INGEST_DOCUMENT, args=[document_id], expires=self._expires)
 
+    def check(self) -> str:
+        try:
+            with self._app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, timeout=2)
+        except Exception:
+            return "down"
+        return "ok"
+
     def close(self) -> None:
-        return None
+        self._app.close()
 
 
 class EmbeddedQueue:
@@ -57,6 +71,9 @@ class EmbeddedQueue:
         result = ingest_document.apply(args=[document_id])
         if result.failed():
             log.error("ingesting document %s failed: %s", document_id, result.result)
+
+    def check(self) -> str:
+        return "embedded (in-process worker)"
 
     def close(self) -> None:
         # Queued documents stay queued in the database and are picked up at the next start.

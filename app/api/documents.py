@@ -9,7 +9,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Response, UploadFile, status
 
 from app.deps import ServicesDep
-from app.schemas import DocumentList, DocumentOut, UploadAccepted, UploadedDocument
+from app.schemas import (
+    DocumentDetail,
+    DocumentList,
+    DocumentOut,
+    UploadAccepted,
+    UploadedDocument,
+)
 from core import repository
 from core.errors import DocumentError, RagError
 from core.settings import IngestSettings
@@ -101,6 +107,24 @@ def list_documents(name: str, services: ServicesDep) -> DocumentList:
                 )
                 for doc, chunks in rows
             ]
+        )
+
+
+@router.get("/v1/collections/{name}/documents/{document_id}")
+def get_document(name: str, document_id: str, services: ServicesDep) -> DocumentDetail:
+    """One document with its extracted text (what hit and citation offsets point into)."""
+    with services.db.session() as session:
+        collection = repository.get_collection(session, name)
+        doc, chunks = repository.get_document(session, collection, document_id)
+        return DocumentDetail(
+            document_id=doc.id,
+            filename=doc.filename,
+            status=doc.status,
+            chunks=chunks,
+            sha256=doc.sha256,
+            media_type=doc.media_type,
+            error=doc.error,
+            text=doc.text,
         )
 
 

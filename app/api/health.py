@@ -28,22 +28,9 @@ def readyz(services: ServicesDep) -> JSONResponse:
         checks["database"] = "ok"
     except Exception:
         checks["database"] = "down"
-    checks["broker"] = _broker_check(services)
+    checks["broker"] = services.queue.check()
     loaded = services.indexes.loaded()
     checks["index"] = f"ok ({sum(loaded.values())} vectors in {len(loaded)} indexes)"
     ok = all(v.startswith(("ok", "embedded")) for v in checks.values())
     body = Readiness(status="ok" if ok else "degraded", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
-
-
-def _broker_check(services: ServicesDep) -> str:
-    if services.settings.embedded_worker:
-        return "embedded (in-process worker)"
-    from workers.celery_app import celery_app
-
-    try:
-        with celery_app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
-        return "ok"
-    except Exception:
-        return "down"

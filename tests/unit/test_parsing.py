@@ -10,40 +10,7 @@ from pypdf import PdfReader, PdfWriter
 
 from core.errors import DocumentError
 from retrieval.parsing import SUPPORTED_MEDIA_TYPES, detect_media_type, extract_text
-
-
-def _minimal_pdf(*pages: str) -> bytes:
-    """A valid PDF with one Helvetica text line per page, xref offsets computed exactly."""
-    page_numbers = [3 + 2 * index for index in range(len(pages))]
-    kids = " ".join(f"{number} 0 R" for number in page_numbers)
-    font_number = 3 + 2 * len(pages)
-    objects: list[bytes] = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        f"<< /Type /Pages /Kids [{kids}] /Count {len(pages)} >>".encode(),
-    ]
-    for number, text in zip(page_numbers, pages, strict=True):
-        stream = f"BT /F1 12 Tf 72 712 Td ({text}) Tj ET".encode()
-        objects.append(
-            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-            f"/Resources << /Font << /F1 {font_number} 0 R >> >> "
-            f"/Contents {number + 1} 0 R >>".encode()
-        )
-        objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream))
-    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
-
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref_at = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        xref_at,
-    )
-    return bytes(out)
+from tests.documents import minimal_pdf
 
 
 def _encrypted(pdf: bytes, user_secret: str) -> bytes:
@@ -96,7 +63,7 @@ def test_known_extension_wins_over_html_sniffing() -> None:
 
 @pytest.mark.parametrize("filename", ["upload", "upload.bin", "upload."])
 def test_pdf_is_sniffed_without_known_extension(filename: str) -> None:
-    assert detect_media_type(filename, _minimal_pdf("x")) == "application/pdf"
+    assert detect_media_type(filename, minimal_pdf("x")) == "application/pdf"
 
 
 @pytest.mark.parametrize(
@@ -234,21 +201,21 @@ def test_html_without_visible_text_is_an_empty_document() -> None:
 
 
 def test_pdf_text_is_extracted() -> None:
-    assert extract_text(_minimal_pdf("Hello PDF world"), "application/pdf") == "Hello PDF world"
+    assert extract_text(minimal_pdf("Hello PDF world"), "application/pdf") == "Hello PDF world"
 
 
 def test_pdf_pages_are_separated_by_blank_line() -> None:
-    data = _minimal_pdf("First page", "Second page")
+    data = minimal_pdf("First page", "Second page")
     assert extract_text(data, "application/pdf") == "First page\n\nSecond page"
 
 
 def test_pdf_encrypted_with_empty_password_is_read() -> None:
-    data = _encrypted(_minimal_pdf("Hello PDF world"), "")
+    data = _encrypted(minimal_pdf("Hello PDF world"), "")
     assert extract_text(data, "application/pdf") == "Hello PDF world"
 
 
 def test_password_protected_pdf_is_unparseable() -> None:
-    data = _encrypted(_minimal_pdf("Hello PDF world"), "secret")
+    data = _encrypted(minimal_pdf("Hello PDF world"), "secret")
     error = _raises("unparseable_document", data, "application/pdf")
     assert error.message.startswith("could not read PDF: ")
 
@@ -259,8 +226,8 @@ def test_password_protected_pdf_is_unparseable() -> None:
         b"%PDF-1.4\n%garbage that is not a pdf",
         b"not a pdf at all",
         b"",
-        _minimal_pdf("Hello PDF world")[:120],
-        _minimal_pdf("Hello PDF world").replace(b"/Kids [3 0 R]", b"/Kids 7"),
+        minimal_pdf("Hello PDF world")[:120],
+        minimal_pdf("Hello PDF world").replace(b"/Kids [3 0 R]", b"/Kids 7"),
     ],
 )
 def test_corrupt_pdf_raises_document_error(data: bytes) -> None:
@@ -270,7 +237,7 @@ def test_corrupt_pdf_raises_document_error(data: bytes) -> None:
 
 
 def test_mangled_pdf_never_raises_anything_but_document_error() -> None:
-    pdf = _minimal_pdf("Hello PDF world", "Second page")
+    pdf = minimal_pdf("Hello PDF world", "Second page")
     rng = random.Random(20240611)  # noqa: S311 - reproducible fuzzing, not security
     for _ in range(300):
         data = bytearray(pdf)
