@@ -29,6 +29,8 @@ class _Entry:
     # The collection's index_version this index reflects; -1 means "never synced".
     version: int = -1
     saved_version: int = -1
+    # How the index in memory came to be: "snapshot" (then caught up) or "database" (built).
+    origin: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -39,8 +41,6 @@ class IndexStore:
         self._dir = snapshot_dir
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._entries_lock = threading.Lock()
-        # How indexes came to be, for readiness and tests: snapshot loads, full builds, catch-ups.
-        self.stats = {"snapshot_loads": 0, "builds": 0, "catch_ups": 0}
 
     def _entry(self, collection_id: str, embedder: str) -> _Entry:
         key = (collection_id, embedder)
@@ -69,11 +69,12 @@ class IndexStore:
             db_ids = repository.embedding_ids(session, collection_id, embedder)
         if entry.index is None:
             entry.index = self._load_snapshot(collection_id, embedder)
+            entry.origin = "snapshot"
         if entry.index is None or choose_kind(self._settings, len(db_ids)) != entry.index.kind:
             entry.index = self._build(collection_id, embedder)
+            entry.origin = "database"
             entry.version = version
             return
-        self.stats["catch_ups"] += 1
         index_ids = entry.index.ids()
         missing = np.setdiff1d(db_ids, index_ids, assume_unique=True)
         gone = np.setdiff1d(index_ids, db_ids, assume_unique=True)
@@ -86,6 +87,7 @@ class IndexStore:
                 )
             if len(ids) and vectors.shape[1] != entry.index.dim:
                 entry.index = self._build(collection_id, embedder)
+                entry.origin = "database"
             else:
                 entry.index.add(ids, vectors)
         entry.version = version
@@ -104,7 +106,6 @@ class IndexStore:
     def _build(self, collection_id: str, embedder: str) -> FaissIndex | None:
         with self._db.session() as session:
             ids, vectors = repository.embedding_vectors(session, collection_id, embedder)
-        self.stats["builds"] += 1
         if len(ids) == 0:
             return None
         return build_index(self._settings, ids, vectors, vectors.shape[1])
@@ -119,7 +120,6 @@ class IndexStore:
             log.warning("discarding snapshot, rebuilding from the database: %s", exc)
             path.unlink(missing_ok=True)
             return None
-        self.stats["snapshot_loads"] += 1
         return index
 
     def rebuild(self, collection_id: str, embedder: str) -> FaissIndex | None:
@@ -129,6 +129,7 @@ class IndexStore:
             with self._db.session() as session:
                 version, _ = repository.index_version(session, collection_id)
             entry.index = self._build(collection_id, embedder)
+            entry.origin = "database"
             entry.version = version
             return entry.index
 
@@ -157,6 +158,10 @@ class IndexStore:
         with self._entries_lock:
             self._entries.pop((collection_id, embedder), None)
         self.snapshot_path(collection_id, embedder).unlink(missing_ok=True)
+
+    def origin(self, collection_id: str, embedder: str) -> str:
+        """"snapshot" or "database": where the index in memory was loaded from."""
+        return self._entry(collection_id, embedder).origin
 
     def loaded(self) -> dict[tuple[str, str], int]:
         """Vector counts of the indexes in memory (for health and metrics)."""

