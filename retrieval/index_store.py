@@ -160,7 +160,7 @@ class IndexStore:
         self.snapshot_path(collection_id, embedder).unlink(missing_ok=True)
 
     def origin(self, collection_id: str, embedder: str) -> str:
-        """"snapshot" or "database": where the index in memory was loaded from."""
+        """Where the index in memory came from: "snapshot" or "database"."""
         return self._entry(collection_id, embedder).origin
 
     def loaded(self) -> dict[tuple[str, str], int]:

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need into .venv, makes sure Postgres and Redis
+# answer on 127.0.0.1, then runs lint (ruff), types (mypy --strict) and the tests (pytest).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/setup.sh test
+
+# Start the local services the integration tests need if they are not answering
+# (the machine's documented start commands).
+if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+  echo "starting PostgreSQL" >&2
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+fi
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  echo "starting Redis" >&2
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
+fi
+
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
+exec .venv/bin/python -m pytest "$@"
