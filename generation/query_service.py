@@ -1,0 +1,103 @@
+"""Queries end to end: resolve, look up the cache, run the pipeline, store the result."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from core import repository
+from core.db import Database
+from core.settings import PipelineSettings
+from generation.generator import AdapterNotFound
+from generation.query_cache import QueryCache, cache_key
+from generation.self_reasoning import Event, QueryOptions, SelfReasoningPipeline
+
+
+@dataclass(frozen=True)
+class PreparedQuery:
+    options: QueryOptions
+    cache_key: str
+
+
+class QueryService:
+    def __init__(
+        self,
+        pipeline: SelfReasoningPipeline,
+        cache: QueryCache,
+        db: Database,
+        settings: PipelineSettings,
+    ) -> None:
+        self._pipeline = pipeline
+        self._cache = cache
+        self._db = db
+        self._settings = settings
+
+    @property
+    def cache(self) -> QueryCache:
+        return self._cache
+
+    async def prepare(self, options: QueryOptions) -> PreparedQuery:
+        """Fail early (unknown collection or adapter, as RagError) and compute the cache key."""
+        version, embedder = await asyncio.to_thread(self._collection_state, options.collection)
+        if options.adapter is not None:
+            served = [a.name for a in await self._pipeline.generator.adapters()]
+            if options.adapter not in served:
+                raise AdapterNotFound(options.adapter, served)
+        key = cache_key(
+            question=options.question,
+            collection=options.collection,
+            index_version=version,
+            embedder=embedder,
+            model=options.adapter or self._pipeline.generator.model,
+            mode=options.mode,
+            top_k=options.top_k,
+            allow_unsupported=options.allow_unsupported,
+            pipeline=self._settings.model_dump(),
+        )
+        return PreparedQuery(options, key)
+
+    def _collection_state(self, name: str) -> tuple[int, str]:
+        with self._db.session() as session:
+            collection = repository.get_collection(session, name)
+            return collection.index_version, collection.embedder
+
+    async def events(self, query: PreparedQuery) -> AsyncIterator[Event]:
+        cached = None
+        if query.options.use_cache:
+            cached = await asyncio.to_thread(self._cache.get, query.cache_key)
+        if cached is not None:
+            for replayed in replay(cached):
+                yield replayed
+            return
+        retrieval: dict[str, Any] = {}
+        async for event, data in self._pipeline.run(query.options):
+            if event == "retrieval":
+                retrieval = data
+            if event == "done" and "degraded" not in data:
+                await asyncio.to_thread(
+                    self._cache.set, query.cache_key, {"retrieval": retrieval, "done": data}
+                )
+            yield event, data
+
+    async def answer(self, options: QueryOptions) -> dict[str, Any]:
+        """The final response of a non-streaming query."""
+        final: dict[str, Any] = {}
+        async for event, data in self.events(await self.prepare(options)):
+            if event == "done":
+                final = data
+        return final
+
+
+def replay(cached: dict[str, Any]) -> list[Event]:
+    """The streaming events of a cached result, in contract order, marked cached."""
+    done = dict(cached["done"], cached=True)
+    return [
+        ("retrieval", cached.get("retrieval", {})),
+        ("relevance", {"relevance": done.get("relevance", [])}),
+        ("evidence", {"evidence": done.get("evidence", [])}),
+        ("analysis", {"analysis": done.get("analysis", "")}),
+        ("answer", {"answer": done.get("answer", ""), "citations": done.get("citations", [])}),
+        ("done", done),
+    ]

@@ -1,0 +1,583 @@
+"""The self-reasoning pipeline (Xia et al. 2024, arXiv 2407.19813), as structured generations.
+
+retrieve → relevance (RAP) → evidence (EAP) → analysis and answer (TAP). After each step the
+output is verified and repaired: sentence ids must exist and come from chunks judged relevant,
+[n] markers must point at selected evidence, and every citation is checked verbatim against the
+document's stored text before it is returned. A reply that breaks the step's schema gets one
+repair attempt, then the query fails with `generator_invalid_output`.
+
+`run` yields (event, data) pairs in the order of the streaming contract: retrieval, relevance,
+evidence, analysis, answer, done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, TypeVar
+
+from core import repository
+from core.db import Database
+from core.errors import RagError
+from core.settings import PipelineSettings
+from generation import prompts
+from generation.generator import Completion, Generator, GeneratorUnavailable, Message
+from generation.prompts import Passage
+from retrieval.search import Hit, Searcher
+
+Mode = Literal["steps", "single_pass", "one_call", "closed_book"]
+Event = tuple[str, dict[str, Any]]
+T = TypeVar("T")
+
+NO_SUPPORT_ANSWER = "The documents retrieved for this question do not contain the answer."
+GENERATOR_DOWN_ANSWER = (
+    "No answer could be generated because the generator is unavailable; "
+    "the most relevant passages are listed instead."
+)
+_MARKER = re.compile(r"\[(\d+(?:\.\d+)?)\]")
+
+
+@dataclass(frozen=True)
+class QueryOptions:
+    collection: str
+    question: str
+    top_k: int
+    adapter: str | None = None
+    mode: Mode = "steps"
+    allow_unsupported: bool = False
+    use_cache: bool = True
+
+
+@dataclass(frozen=True)
+class Judgement:
+    chunk_id: int
+    document_id: str
+    relevant: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Evidence:
+    id: int
+    sentence: str
+    chunk_id: int
+    document_id: str
+    filename: str
+    quote: str
+    start: int
+    end: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Citation:
+    id: int
+    document_id: str
+    filename: str
+    chunk_id: int
+    quote: str
+    start: int
+    end: int
+
+
+class StepOutputError(ValueError):
+    """A step's reply parsed as JSON but does not satisfy the step's rules."""
+
+
+@dataclass
+class _Run:
+    """What one query accumulates: usage and timings across steps."""
+
+    started: float = field(default_factory=time.perf_counter)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    generator_s: float = 0.0
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def add(self, completion: Completion) -> None:
+        self.prompt_tokens += completion.prompt_tokens
+        self.completion_tokens += completion.completion_tokens
+        self.cached_tokens += completion.cached_tokens
+        self.generator_s += completion.seconds
+
+    def mark(self, step: str, since: float) -> float:
+        now = time.perf_counter()
+        self.timings_ms[step] = round((now - since) * 1000, 2)
+        return now
+
+
+class SelfReasoningPipeline:
+    def __init__(
+        self, generator: Generator, searcher: Searcher, db: Database, settings: PipelineSettings
+    ) -> None:
+        self._generator = generator
+        self._searcher = searcher
+        self._db = db
+        self._settings = settings
+
+    @property
+    def generator(self) -> Generator:
+        return self._generator
+
+    async def run(self, options: QueryOptions) -> AsyncIterator[Event]:
+        run = _Run()
+        result = await asyncio.to_thread(
+            self._searcher.search, options.collection, options.question, options.top_k
+        )
+        hits = result.hits
+        clock = run.mark("retrieve", run.started)
+        yield (
+            "retrieval",
+            {
+                "hits": [_hit_json(h) for h in hits],
+                "index_version": result.index_version,
+                "embedder": result.embedder,
+            },
+        )
+        model = options.adapter or self._generator.model
+        try:
+            if options.mode == "closed_book":
+                steps = self._closed_book(options, run)
+            elif not hits:
+                steps = self._unsupported(options, run, [], clock)
+            elif options.mode == "one_call":
+                steps = self._one_call(options, run, prompts.make_passages(hits), clock)
+            elif options.mode == "single_pass":
+                steps = self._single_pass(options, run, prompts.make_passages(hits), clock)
+            else:
+                steps = self._steps(options, run, prompts.make_passages(hits), clock)
+            final: dict[str, Any] = {}
+            async for event, data in steps:
+                if event == "final":
+                    final = data
+                else:
+                    yield event, data
+        except GeneratorUnavailable:
+            if not self._settings.retrieval_only_fallback:
+                raise
+            final = {
+                "answer": GENERATOR_DOWN_ANSWER,
+                "analysis": "",
+                "citations": [],
+                "relevance": [],
+                "evidence": [],
+                "degraded": "generator_unavailable",
+                "hits": [_hit_json(h) for h in hits],
+            }
+            yield "answer", {"answer": final["answer"], "citations": []}
+        run.timings_ms["total"] = round((time.perf_counter() - run.started) * 1000, 2)
+        run.timings_ms["generator"] = round(run.generator_s * 1000, 2)
+        yield (
+            "done",
+            {
+                "answer": final.get("answer", ""),
+                "analysis": final.get("analysis", ""),
+                "citations": final.get("citations", []),
+                "relevance": final.get("relevance", []),
+                "evidence": final.get("evidence", []),
+                **{k: v for k, v in final.items() if k in ("supported", "degraded", "hits")},
+                "cached": False,
+                "model": model,
+                "mode": options.mode,
+                "index_version": result.index_version,
+                "usage": {
+                    "prompt_tokens": run.prompt_tokens,
+                    "completion_tokens": run.completion_tokens,
+                    "cached_prompt_tokens": run.cached_tokens,
+                },
+                "timings_ms": run.timings_ms,
+            },
+        )
+
+    # Modes --------------------------------------------------------------------------------
+
+    async def _steps(
+        self, options: QueryOptions, run: _Run, passages: list[Passage], clock: float
+    ) -> AsyncIterator[Event]:
+        s = self._settings
+        system = prompts.system_message(options.question, passages)
+
+        judged = await self._structured(
+            "relevance",
+            prompts.relevance_messages(system, passages),
+            prompts.relevance_schema(passages, s.reason_max_chars),
+            s.max_tokens_relevance,
+            options.adapter,
+            run,
+            lambda data: parse_relevance(data, passages),
+        )
+        clock = run.mark("relevance", clock)
+        yield "relevance", {"relevance": [asdict(j) for j in judged]}
+        relevant = [p for p, j in zip(passages, judged, strict=True) if j.relevant]
+        if not relevant:
+            async for item in self._unsupported(options, run, judged, clock):
+                yield item
+            return
+
+        evidence = await self._structured(
+            "evidence",
+            prompts.evidence_messages(system, relevant, s.max_evidence),
+            prompts.evidence_schema(relevant, s.max_evidence, s.reason_max_chars),
+            s.max_tokens_evidence,
+            options.adapter,
+            run,
+            lambda data: parse_evidence(data, relevant, s.max_evidence),
+        )
+        clock = run.mark("evidence", clock)
+        evidence = await self._verified(evidence)
+        if not evidence:  # nothing survived verification: there is no support to cite
+            async for item in self._unsupported(options, run, judged, clock):
+                yield item
+            return
+        yield "evidence", {"evidence": [asdict(e) for e in evidence]}
+
+        analysis, answer = await self._structured(
+            "analysis",
+            prompts.analysis_messages(system, [e.quote for e in evidence]),
+            prompts.analysis_schema(s.analysis_max_chars, s.answer_max_chars),
+            s.max_tokens_analysis,
+            options.adapter,
+            run,
+            parse_analysis,
+        )
+        run.mark("analysis", clock)
+        async for item in self._finish(judged, evidence, analysis, answer):
+            yield item
+
+    async def _single_pass(
+        self, options: QueryOptions, run: _Run, passages: list[Passage], clock: float
+    ) -> AsyncIterator[Event]:
+        s = self._settings
+        system = prompts.system_message(options.question, passages)
+
+        def parse(data: Any) -> tuple[list[Judgement], list[Evidence], str, str]:
+            if not isinstance(data, dict):
+                raise StepOutputError("the reply is not a JSON object")
+            judged = parse_relevance(data.get("relevance"), passages)
+            relevant = [p for p, j in zip(passages, judged, strict=True) if j.relevant]
+            try:
+                evidence = parse_evidence(data, relevant, s.max_evidence)
+            except StepOutputError:
+                evidence = []  # verified away: the analysis then cites nothing
+            analysis, answer = parse_analysis(data)
+            return judged, evidence, analysis, answer
+
+        judged, evidence, analysis, answer = await self._structured(
+            "trajectory",
+            prompts.single_pass_messages(system, s.max_evidence),
+            prompts.single_pass_schema(
+                passages,
+                s.max_evidence,
+                s.reason_max_chars,
+                s.analysis_max_chars,
+                s.answer_max_chars,
+            ),
+            s.max_tokens_relevance + s.max_tokens_evidence + s.max_tokens_analysis,
+            options.adapter,
+            run,
+            parse,
+        )
+        run.mark("analysis", clock)
+        yield "relevance", {"relevance": [asdict(j) for j in judged]}
+        if not any(j.relevant for j in judged):
+            async for item in self._unsupported(options, run, judged, clock):
+                yield item
+            return
+        evidence = await self._verified(evidence)
+        yield "evidence", {"evidence": [asdict(e) for e in evidence]}
+        async for item in self._finish(judged, evidence, analysis, answer):
+            yield item
+
+    async def _one_call(
+        self, options: QueryOptions, run: _Run, passages: list[Passage], clock: float
+    ) -> AsyncIterator[Event]:
+        """Baseline RAG: one call answers and cites sentence ids (no relevance or reasons)."""
+        system = prompts.system_message(options.question, passages)
+
+        def parse(data: Any) -> tuple[str, list[Evidence]]:
+            if not isinstance(data, dict) or not isinstance(data.get("answer"), str):
+                raise StepOutputError("the reply has no answer")
+            ids = [i for i in data.get("citations") or [] if isinstance(i, str)]
+            cited = _evidence_from_ids(ids, passages, {}, self._settings.max_evidence)
+            return data["answer"].strip(), cited
+
+        answer, evidence = await self._structured(
+            "answer",
+            prompts.one_call_messages(system),
+            prompts.one_call_schema(passages, self._settings.answer_max_chars),
+            self._settings.max_tokens_analysis,
+            options.adapter,
+            run,
+            parse,
+        )
+        run.mark("analysis", clock)
+        evidence = await self._verified(evidence)
+        citations = [_citation(e) for e in evidence]
+        yield "answer", {"answer": answer, "citations": [asdict(c) for c in citations]}
+        yield (
+            "final",
+            {
+                "answer": answer,
+                "evidence": [asdict(e) for e in evidence],
+                "citations": [asdict(c) for c in citations],
+                "supported": bool(citations),
+            },
+        )
+
+    async def _closed_book(self, options: QueryOptions, run: _Run) -> AsyncIterator[Event]:
+        started = time.perf_counter()
+        answer = await self._structured(
+            "answer",
+            prompts.closed_book_messages(options.question),
+            prompts.answer_schema(self._settings.answer_max_chars),
+            self._settings.max_tokens_analysis,
+            options.adapter,
+            run,
+            parse_answer,
+        )
+        run.mark("analysis", started)
+        yield "answer", {"answer": answer, "citations": []}
+        yield "final", {"answer": answer, "supported": False}
+
+    async def _unsupported(
+        self, options: QueryOptions, run: _Run, judged: list[Judgement], clock: float
+    ) -> AsyncIterator[Event]:
+        """No retrieved chunk is relevant: say so, or answer unsupported when allowed."""
+        relevance = [asdict(j) for j in judged]
+        if "relevance" not in run.timings_ms:
+            yield "relevance", {"relevance": relevance}
+        yield "evidence", {"evidence": []}
+        answer = NO_SUPPORT_ANSWER
+        analysis = "None of the retrieved passages was judged relevant to the question."
+        if options.allow_unsupported:
+            answer = await self._structured(
+                "answer",
+                prompts.closed_book_messages(options.question),
+                prompts.answer_schema(self._settings.answer_max_chars),
+                self._settings.max_tokens_analysis,
+                options.adapter,
+                run,
+                parse_answer,
+            )
+            analysis += " The answer below comes from the model's own knowledge and cites nothing."
+            run.mark("analysis", clock)
+        yield "analysis", {"analysis": analysis}
+        yield "answer", {"answer": answer, "citations": []}
+        yield (
+            "final",
+            {"answer": answer, "analysis": analysis, "relevance": relevance, "supported": False},
+        )
+
+    async def _finish(
+        self, judged: list[Judgement], evidence: list[Evidence], analysis: str, answer: str
+    ) -> AsyncIterator[Event]:
+        analysis, cited = repair_markers(analysis, evidence)
+        citations = [_citation(e) for e in evidence if e.id in cited] or [
+            _citation(e) for e in evidence
+        ]
+        yield "analysis", {"analysis": analysis}
+        yield "answer", {"answer": answer, "citations": [asdict(c) for c in citations]}
+        yield (
+            "final",
+            {
+                "answer": answer,
+                "analysis": analysis,
+                "citations": [asdict(c) for c in citations],
+                "relevance": [asdict(j) for j in judged],
+                "evidence": [asdict(e) for e in evidence],
+                "supported": bool(citations),
+            },
+        )
+
+    # Generation and verification ------------------------------------------------------------
+
+    async def _structured(
+        self,
+        step: str,
+        messages: list[Message],
+        schema: dict[str, Any],
+        max_tokens: int,
+        adapter: str | None,
+        run: _Run,
+        parse: Callable[[Any], T],
+    ) -> T:
+        """Generate, parse and validate one step; one repair attempt when the reply is bad."""
+        completion = await self._generator.generate(
+            messages, schema=schema, max_tokens=max_tokens, adapter=adapter
+        )
+        run.add(completion)
+        try:
+            return parse(_json(completion))
+        except (ValueError, StepOutputError) as first:
+            problem = str(first)
+        repair = [
+            *messages,
+            {"role": "assistant", "content": completion.text},
+            {
+                "role": "user",
+                "content": f"That reply was not valid ({problem}). Reply again with only a "
+                "complete JSON object in the required format.",
+            },
+        ]
+        completion = await self._generator.generate(
+            repair, schema=schema, max_tokens=max_tokens * 2, adapter=adapter
+        )
+        run.add(completion)
+        try:
+            return parse(_json(completion))
+        except (ValueError, StepOutputError) as second:
+            raise RagError(
+                "generator_invalid_output",
+                f"the model's {step} reply did not match the required format after one repair "
+                f"attempt: {second}",
+            ) from second
+
+    async def _verified(self, evidence: list[Evidence]) -> list[Evidence]:
+        """Keep only evidence whose quote is the stored document text at its offsets."""
+        if not evidence:
+            return []
+        texts = await asyncio.to_thread(self._document_texts, {e.document_id for e in evidence})
+        kept = [
+            e
+            for e in evidence
+            if (text := texts.get(e.document_id)) is not None and text[e.start : e.end] == e.quote
+        ]
+        # Renumber so evidence ids stay 1..n in order.
+        return [
+            Evidence(
+                i,
+                e.sentence,
+                e.chunk_id,
+                e.document_id,
+                e.filename,
+                e.quote,
+                e.start,
+                e.end,
+                e.reason,
+            )
+            for i, e in enumerate(kept, 1)
+        ]
+
+    def _document_texts(self, document_ids: set[str]) -> dict[str, str]:
+        with self._db.session() as session:
+            return repository.document_texts(session, document_ids)
+
+
+# Parsing and repair (pure functions) ---------------------------------------------------------
+
+
+def _json(completion: Completion) -> Any:
+    try:
+        return json.loads(completion.text)
+    except ValueError as exc:
+        truncated = " (the reply was cut off)" if completion.finish_reason == "length" else ""
+        raise StepOutputError(f"not valid JSON{truncated}") from exc
+
+
+def parse_relevance(data: Any, passages: list[Passage]) -> list[Judgement]:
+    if not isinstance(data, dict):
+        raise StepOutputError("relevance is not a JSON object")
+    judged = []
+    for p in passages:
+        item = data.get(f"document_{p.number}")
+        if not isinstance(item, dict) or not isinstance(item.get("relevant"), bool):
+            raise StepOutputError(f"document_{p.number} has no relevant: true/false")
+        reason = str(item.get("reason") or "").strip()
+        judged.append(Judgement(p.hit.chunk_id, p.hit.document_id, item["relevant"], reason))
+    return judged
+
+
+def parse_evidence(data: Any, relevant: list[Passage], max_items: int) -> list[Evidence]:
+    items = data.get("evidence") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise StepOutputError("evidence is not a list")
+    reasons = {
+        str(i.get("sentence")): str(i.get("reason") or "").strip()
+        for i in items
+        if isinstance(i, dict)
+    }
+    ids = [str(i.get("sentence")) for i in items if isinstance(i, dict)]
+    evidence = _evidence_from_ids(ids, relevant, reasons, max_items)
+    if not evidence:
+        raise StepOutputError("no selected sentence id belongs to a relevant document")
+    return evidence
+
+
+def _evidence_from_ids(
+    ids: list[str], passages: list[Passage], reasons: dict[str, str], max_items: int
+) -> list[Evidence]:
+    """Evidence for the sentence ids that exist in `passages`; unknown ids and repeats dropped."""
+    by_id = {p.sentence_id(i): (p, i) for p in passages for i in range(len(p.sentences))}
+    evidence: list[Evidence] = []
+    for sentence_id in dict.fromkeys(ids):
+        if sentence_id not in by_id or len(evidence) >= max_items:
+            continue
+        p, i = by_id[sentence_id]
+        s = p.sentences[i]
+        evidence.append(
+            Evidence(
+                id=len(evidence) + 1,
+                sentence=sentence_id,
+                chunk_id=p.hit.chunk_id,
+                document_id=p.hit.document_id,
+                filename=p.hit.filename,
+                quote=p.sentence_text(i),
+                start=p.hit.start + s.start,
+                end=p.hit.start + s.end,
+                reason=reasons.get(sentence_id, ""),
+            )
+        )
+    return evidence
+
+
+def parse_analysis(data: Any) -> tuple[str, str]:
+    if not isinstance(data, dict):
+        raise StepOutputError("the reply is not a JSON object")
+    analysis, answer = data.get("analysis"), data.get("answer")
+    if not isinstance(analysis, str) or not isinstance(answer, str) or not answer.strip():
+        raise StepOutputError("analysis and a non-empty answer are required")
+    return analysis.strip(), answer.strip()
+
+
+def parse_answer(data: Any) -> str:
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("answer"), str)
+        or not data["answer"].strip()
+    ):
+        raise StepOutputError("a non-empty answer is required")
+    answer: str = data["answer"].strip()
+    return answer
+
+
+def repair_markers(analysis: str, evidence: list[Evidence]) -> tuple[str, list[int]]:
+    """Keep [n] markers that name selected evidence; map [d.s] sentence ids to their evidence
+    number; drop the rest. Returns the repaired analysis and the evidence ids it cites."""
+    by_sentence = {e.sentence: e.id for e in evidence}
+    valid = {e.id for e in evidence}
+    cited: list[int] = []
+
+    def replace(match: re.Match[str]) -> str:
+        token = match.group(1)
+        number = by_sentence.get(token) if "." in token else int(token)
+        if number not in valid:
+            return ""
+        if number not in cited:
+            cited.append(number)
+        return f"[{number}]"
+
+    repaired = _MARKER.sub(replace, analysis)
+    return re.sub(r"[ \t]{2,}", " ", repaired).strip(), cited
+
+
+def _citation(e: Evidence) -> Citation:
+    return Citation(e.id, e.document_id, e.filename, e.chunk_id, e.quote, e.start, e.end)
+
+
+def _hit_json(h: Hit) -> dict[str, Any]:
+    return asdict(h)

@@ -1,0 +1,420 @@
+"""`/v1/search` latency over HTTP at 100k chunks, deployment mode (Postgres + broker settings).
+
+    .venv/bin/python scripts/bench_search.py [--chunks 100000] [--queries 300] [--no-flat]
+
+A fresh database gets one collection of synthetic documents whose chunks carry real corpus text
+but random L2-normalized vectors (dim 384), plus the real chunks of a few corpus documents
+embedded with the real model, so the questions about those documents have a true answer. The
+API runs as a uvicorn subprocess with default index settings (IVF past 50k vectors): the first
+search after start waits for the index build (reported separately, next to an explicit rebuild
+through the admin route), then 20 warm-up searches and the timed ones, sequential, through one
+keep-alive client. `embed_query` alone is timed in this process for comparison, and /healthz for
+the HTTP floor. With flat on (the default), the same is repeated with RAG_INDEX__KIND=flat.
+Prints a Markdown table and writes bench-results/*.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import psycopg
+from bench_common import (
+    BROKER_URL,
+    REPO_ROOT,
+    checked,
+    latency_summary,
+    log,
+    machine_info,
+    markdown_table,
+    migrate,
+    psycopg_dsn,
+    service_env,
+    services,
+    start_api,
+    temp_database,
+    wait_ready,
+    write_results,
+)
+
+EMBEDDER = "all-MiniLM-L6-v2"
+DIM = 384
+COLLECTION = "bench"
+TARGET_P50_MS = 20.0
+EVAL_DIR = REPO_ROOT.parent / "shared" / "eval-dev"
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    doc: str  # filename of the document that answers it
+
+
+@dataclass(frozen=True)
+class RealDocument:
+    filename: str
+    text: str
+    spans: list[tuple[int, int, int, str]]  # (ordinal, start, end, text)
+
+
+# Data -----------------------------------------------------------------------------------------
+
+
+def load_real_documents(corpus: Path) -> list[RealDocument]:
+    from core.settings import Settings
+    from retrieval.chunker import chunk_text
+    from retrieval.parsing import detect_media_type, extract_text
+
+    ingest = Settings().ingest
+    documents = []
+    for path in sorted(corpus.iterdir()):
+        data = path.read_bytes()
+        text = extract_text(data, detect_media_type(path.name, data))
+        spans = [
+            (s.ordinal, s.start, s.end, s.text)
+            for s in chunk_text(text, ingest.chunk_size, ingest.chunk_overlap)
+        ]
+        documents.append(RealDocument(path.name, text, spans))
+    return documents
+
+
+def load_questions(path: Path) -> list[Question]:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [Question(r["question"], r["doc"]) for r in rows]
+
+
+def first_sentence(text: str, limit: int = 160) -> str:
+    line = next((ln.strip("# ").strip() for ln in text.splitlines() if len(ln.strip()) > 20), "")
+    return (line or text)[:limit]
+
+
+def build_queries(
+    questions: list[Question], documents: list[RealDocument], n: int, warmup: int, seed: int
+) -> tuple[list[str], list[str]]:
+    """(warm-up queries, timed queries): every question, then opening lines of corpus chunks."""
+    rng = random.Random(seed)
+    snippets = list(
+        dict.fromkeys(first_sentence(s[3]) for d in documents for s in d.spans if s[3].strip())
+    )
+    rng.shuffle(snippets)
+    timed = [q.text for q in questions][:n]
+    timed += snippets[warmup : warmup + n - len(timed)]
+    rng.shuffle(timed)
+    return snippets[:warmup], timed
+
+
+def load_database(
+    database_url: str,
+    documents: list[RealDocument],
+    real: list[RealDocument],
+    real_vectors: np.ndarray,
+    chunks: int,
+    n_documents: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Insert the collection, documents, chunks and embeddings with COPY; returns counts."""
+    started = time.perf_counter()
+    now = datetime.now(UTC)
+    collection_id = hashlib.md5(b"bench-collection", usedforsecurity=False).hexdigest()
+    n_real = sum(len(d.spans) for d in real)
+    n_synthetic = chunks - n_real
+    per_doc = math.ceil(n_synthetic / n_documents)
+    pool = [s[3] for d in documents for s in d.spans]
+    rng = np.random.default_rng(seed)
+
+    doc_rows: list[tuple[Any, ...]] = []
+    chunk_rows: list[tuple[Any, ...]] = []
+    chunk_id = 0
+    for d in range(math.ceil(n_synthetic / per_doc)):
+        doc_id = f"s{d:031d}"
+        parts = [f"# Synthetic document {d}"]
+        offset = len(parts[0])
+        for ordinal in range(min(per_doc, n_synthetic - d * per_doc)):
+            text = pool[(d * per_doc + ordinal) % len(pool)]
+            offset += 2  # the "\n\n" joining parts
+            chunk_id += 1
+            chunk_rows.append(
+                (chunk_id, doc_id, collection_id, ordinal, offset, offset + len(text), text)
+            )
+            parts.append(text)
+            offset += len(text)
+        body = "\n\n".join(parts)
+        doc_rows.append((doc_id, f"synthetic-{d:04d}.md", body))
+    for i, doc in enumerate(real):
+        doc_id = f"r{i:031d}"
+        doc_rows.append((doc_id, doc.filename, doc.text))
+        for ordinal, start, end, text in doc.spans:
+            chunk_id += 1
+            chunk_rows.append((chunk_id, doc_id, collection_id, ordinal, start, end, text))
+
+    vectors = rng.standard_normal((n_synthetic, DIM), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors = np.ascontiguousarray(np.vstack([vectors, real_vectors]), dtype="<f4")
+    assert len(vectors) == len(chunk_rows) == chunks
+
+    with psycopg.connect(psycopg_dsn(database_url)) as conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO collections (id, name, embedder, index_version, created_at)"
+            " VALUES (%s, %s, %s, 1, %s)",
+            (collection_id, COLLECTION, EMBEDDER, now),
+        )
+        with cur.copy(
+            "COPY documents (id, collection_id, filename, media_type, sha256, size_bytes,"
+            " status, text, created_at, updated_at) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(
+                ["varchar", "varchar", "varchar", "varchar", "varchar", "int4"]
+                + ["varchar", "text", "timestamptz", "timestamptz"]
+            )
+            for doc_id, filename, body in doc_rows:
+                raw = body.encode()
+                sha = hashlib.sha256(raw).hexdigest()
+                copy.write_row(
+                    (doc_id, collection_id, filename, "text/markdown", sha, len(raw))
+                    + ("ready", body, now, now)
+                )
+        with cur.copy(
+            "COPY chunks (id, document_id, collection_id, ordinal, start_offset, end_offset,"
+            " text) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["int8", "varchar", "varchar", "int4", "int4", "int4", "text"])
+            for row in chunk_rows:
+                copy.write_row(row)
+        with cur.copy(
+            "COPY embeddings (chunk_id, embedder, collection_id, vector) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["int8", "varchar", "varchar", "bytea"])
+            for row, vector in zip(chunk_rows, vectors, strict=True):
+                copy.write_row((row[0], EMBEDDER, collection_id, vector.tobytes()))
+        cur.execute("SELECT setval(pg_get_serial_sequence('chunks', 'id'), %s)", (chunk_id,))
+        conn.commit()
+    with psycopg.connect(psycopg_dsn(database_url), autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    seconds = time.perf_counter() - started
+    log(f"loaded {len(doc_rows)} documents, {chunk_id} chunks ({n_real} real) in {seconds:.1f} s")
+    return {
+        "documents": len(doc_rows),
+        "chunks": chunk_id,
+        "real_chunks": n_real,
+        "real_documents": len(real),
+        "load_s": round(seconds, 2),
+    }
+
+
+# Measurements ---------------------------------------------------------------------------------
+
+
+def time_embed_query(embedder: Any, queries: list[str]) -> dict[str, float]:
+    for query in queries[:10]:
+        embedder.embed_query(query)
+    ms = []
+    for query in queries:
+        started = time.perf_counter()
+        embedder.embed_query(query)
+        ms.append((time.perf_counter() - started) * 1000)
+    return latency_summary(ms)
+
+
+def search(client: httpx.Client, query: str, top_k: int) -> tuple[float, list[dict[str, Any]]]:
+    started = time.perf_counter()
+    response = client.post(
+        "/v1/search", json={"collection": COLLECTION, "query": query, "top_k": top_k}
+    )
+    elapsed = (time.perf_counter() - started) * 1000
+    hits: list[dict[str, Any]] = checked(response)["hits"]
+    return elapsed, hits
+
+
+def measure_api(
+    label: str,
+    env: dict[str, str],
+    log_dir: Path,
+    warmup: list[str],
+    timed: list[str],
+    top_k: int,
+) -> dict[str, Any]:
+    result: dict[str, Any] = {"index": label}
+    with services() as procs:
+        api, base_url = start_api(env, log_dir, name=f"api-{label}")
+        procs.append(api)
+        try:
+            with httpx.Client(base_url=base_url, timeout=httpx.Timeout(600.0, connect=5.0)) as c:
+                wait_ready(c, procs, timeout=600)
+                result["api_ready_s"] = round(time.perf_counter() - api.started, 2)
+                first_ms, _ = search(c, warmup[0], top_k)
+                result["first_search_ms"] = round(first_ms, 1)
+                result["first_search_after_spawn_s"] = round(time.perf_counter() - api.started, 2)
+                result["readyz_after_first_search"] = checked(c.get("/readyz"))["checks"]
+                log(f"{label}: first search (waits for the index build) {first_ms:.0f} ms")
+                for query in warmup[1:]:
+                    search(c, query, top_k)
+                latencies: list[float] = []
+                hits: list[list[dict[str, Any]]] = []
+                for query in timed:
+                    ms, query_hits = search(c, query, top_k)
+                    latencies.append(ms)
+                    hits.append(query_hits)
+                result["search"] = latency_summary(latencies)
+                log(f"{label}: search p50 {result['search']['p50_ms']} ms")
+                health = []
+                for _ in range(len(timed)):
+                    started = time.perf_counter()
+                    checked(c.get("/healthz"))
+                    health.append((time.perf_counter() - started) * 1000)
+                result["healthz"] = latency_summary(health)
+                started = time.perf_counter()
+                rebuilt = checked(c.post(f"/admin/v1/collections/{COLLECTION}/index/rebuild"))
+                result["rebuild_s"] = round(time.perf_counter() - started, 2)
+                result["rebuild_vectors"] = rebuilt["vectors"]
+                log(f"{label}: explicit rebuild {result['rebuild_s']} s")
+        except Exception:
+            log(f"--- {api.name} log tail ---\n{api.tail()}")
+            raise
+    result["hits"] = hits
+    return result
+
+
+def answer_rate(
+    hits: list[list[dict[str, Any]]], timed: list[str], questions: list[Question]
+) -> tuple[int, int]:
+    """Share of the questions with a true answer whose document is among the hits."""
+    expected = {q.text: q.doc for q in questions}
+    found = [
+        any(h["filename"] == expected[q] for h in query_hits)
+        for q, query_hits in zip(timed, hits, strict=True)
+        if q in expected
+    ]
+    return (sum(found), len(found))
+
+
+def overlap(a: list[list[dict[str, Any]]], b: list[list[dict[str, Any]]]) -> float:
+    """Mean share of b's chunk ids (exact search) that a also returned."""
+    shares = []
+    for hits_a, hits_b in zip(a, b, strict=True):
+        ids_b = {h["chunk_id"] for h in hits_b}
+        if ids_b:
+            shares.append(len(ids_b & {h["chunk_id"] for h in hits_a}) / len(ids_b))
+    return sum(shares) / len(shares) if shares else float("nan")
+
+
+# Main -----------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", type=Path, default=EVAL_DIR / "corpus")
+    parser.add_argument("--questions", type=Path, default=EVAL_DIR / "questions.jsonl")
+    parser.add_argument("--chunks", type=int, default=100_000)
+    parser.add_argument("--documents", type=int, default=1000)
+    parser.add_argument("--real-documents", type=int, default=15, help="embedded for real")
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("--no-flat", dest="flat", action="store_false")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+
+    from core.settings import EmbedderSettings
+    from retrieval.embedders import load_embedder
+
+    documents = load_real_documents(args.corpus)
+    by_name = {d.filename: d for d in documents}
+    questions = [q for q in load_questions(args.questions) if q.doc in by_name]
+    answered = list(dict.fromkeys(q.doc for q in questions))[: args.real_documents]
+    real = [by_name[name] for name in answered]
+    questions_with_answer = [q for q in questions if q.doc in answered]
+    warmup, timed = build_queries(questions, documents, args.queries, args.warmup, args.seed)
+
+    embedder = load_embedder(EMBEDDER, EmbedderSettings())
+    real_vectors = embedder.embed_documents([s[3] for d in real for s in d.spans])
+    embed_before = time_embed_query(embedder, timed)
+    log(f"embed_query alone: p50 {embed_before['p50_ms']} ms")
+
+    results: dict[str, Any] = {"machine": machine_info(), "args": vars(args)}
+    runs: list[dict[str, Any]] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-search-") as tmp,
+        temp_database("bench_search") as url,
+    ):
+        migrate(url)
+        results["data"] = load_database(
+            url, documents, real, real_vectors, args.chunks, args.documents, args.seed
+        )
+        kinds = ["auto", "flat"] if args.flat else ["auto"]
+        for kind in kinds:
+            settings = {
+                "RAG_DATABASE__URL": url,
+                "RAG_BROKER__URL": BROKER_URL,
+                "RAG_DATA_DIR": f"{tmp}/data-{kind}",
+            }
+            if kind != "auto":
+                settings["RAG_INDEX__KIND"] = kind
+            label = "ivf (default)" if kind == "auto" else kind
+            runs.append(
+                measure_api(label, service_env(**settings), Path(tmp), warmup, timed, args.top_k)
+            )
+    embed_after = time_embed_query(embedder, timed)
+    embed_p50 = (embed_before["p50_ms"] + embed_after["p50_ms"]) / 2
+
+    rows = []
+    for run in runs:
+        s = run["search"]
+        found, asked = answer_rate(run["hits"], timed, questions_with_answer)
+        run["true_answer_found"] = [found, asked]
+        run["encoder_share_of_p50"] = round(embed_p50 / s["p50_ms"], 3)
+        rows.append(
+            [
+                run["index"],
+                s["p50_ms"],
+                s["p95_ms"],
+                s["mean_ms"],
+                s["max_ms"],
+                run["healthz"]["p50_ms"],
+                f"{run['encoder_share_of_p50']:.0%}",
+                f"{run['first_search_ms'] / 1000:.1f} / {run['rebuild_s']:.1f}",
+                f"{found}/{asked}",
+            ]
+        )
+    if len(runs) == 2:
+        runs[0]["overlap_with_flat"] = round(overlap(runs[0]["hits"], runs[1]["hits"]), 3)
+    data = results["data"]
+    print(f"### /v1/search, {data['chunks']:,} chunks, top_k={args.top_k}, {len(timed)} queries\n")
+    headers = ["index", "p50 ms", "p95 ms", "mean ms", "max ms", "healthz p50", "encoder/p50"]
+    headers += ["build s (first search / rebuild)", "answer found"]
+    print(markdown_table(headers, rows))
+    print(
+        f"\nembed_query alone (in-process, p50): {embed_before['p50_ms']} ms before, "
+        f"{embed_after['p50_ms']} ms after. DB load: {data['load_s']} s."
+    )
+    if len(runs) == 2:
+        print(f"IVF top-{args.top_k} overlap with exact (flat): {runs[0]['overlap_with_flat']:.0%}")
+    verdict = "met" if runs[0]["search"]["p50_ms"] <= TARGET_P50_MS else "NOT met"
+    print(f"target p50 <= {TARGET_P50_MS:.0f} ms ({runs[0]['index']}): {verdict}")
+
+    for run in runs:
+        run.pop("hits")
+    results.update(
+        runs=runs,
+        embed_query={"before": embed_before, "after": embed_after},
+        queries={"warmup": len(warmup), "timed": len(timed)},
+        p50_target_ms=TARGET_P50_MS,
+    )
+    path = write_results("search", results)
+    print(f"\nresults: {path.relative_to(REPO_ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

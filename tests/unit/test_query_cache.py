@@ -1,0 +1,51 @@
+"""Query-cache keys and the in-process LRU."""
+
+from __future__ import annotations
+
+import time
+
+from core.settings import CacheSettings
+from generation.query_cache import MemoryQueryCache, cache_key
+
+
+def key(**overrides: object) -> str:
+    parts: dict[str, object] = {
+        "question": "What is BIOS?",
+        "collection": "docs",
+        "index_version": 3,
+        "embedder": "all-MiniLM-L6-v2",
+        "model": "m",
+    }
+    parts.update(overrides)
+    return cache_key(**parts)
+
+
+def test_key_ignores_case_and_spacing_of_the_question() -> None:
+    assert key(question="  what   is bios? ") == key()
+
+
+def test_key_changes_with_everything_an_answer_depends_on() -> None:
+    base = key()
+    for change in (
+        {"index_version": 4},
+        {"embedder": "other"},
+        {"model": "adapter-a"},
+        {"collection": "c2"},
+        {"question": "What is ROM?"},
+    ):
+        assert key(**change) != base, change
+
+
+def test_memory_cache_is_a_bounded_lru_with_ttl() -> None:
+    cache = MemoryQueryCache(CacheSettings(memory_entries=2, ttl_s=60))
+    cache.set("a", {"v": 1})
+    cache.set("b", {"v": 2})
+    assert cache.get("a") == {"v": 1}
+    cache.set("c", {"v": 3})  # evicts b, the least recently used
+    assert cache.get("b") is None
+    assert cache.get("a") == {"v": 1}
+
+    short = MemoryQueryCache(CacheSettings(ttl_s=0))
+    short.set("x", {"v": 1})
+    time.sleep(0.01)
+    assert short.get("x") is None
