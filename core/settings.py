@@ -91,6 +91,8 @@ class LlamaCppSettings(BaseModel):
     n_ctx: int = 4096
     n_threads: int = 0  # 0: all cores
     seed: int = 0
+    # Small models loop ("1.1.1.1…") under greedy decoding without a repetition penalty.
+    repeat_penalty: float = 1.15
 
 
 class PipelineSettings(BaseModel):
@@ -99,7 +101,7 @@ class PipelineSettings(BaseModel):
     # that emits the whole trajectory (for a model or adapter trained to do so).
     mode: Literal["steps", "single_pass"] = "steps"
     max_evidence: int = 3
-    reason_max_chars: int = 160
+    reason_max_chars: int = 120
     analysis_max_chars: int = 600
     answer_max_chars: int = 200
     max_tokens_relevance: int = 400

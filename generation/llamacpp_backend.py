@@ -38,7 +38,7 @@ def bundled_model_path() -> Path:
 
 @lru_cache(maxsize=64)
 def _grammar(schema_json: str) -> Any:
-    from llama_cpp import LlamaGrammar
+    from llama_cpp.llama_grammar import LlamaGrammar
 
     return LlamaGrammar.from_json_schema(schema_json, verbose=False)
 
@@ -66,19 +66,28 @@ class _Model:
         bos = self.llm._model.token_get_text(self.llm.token_bos())
         self.formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
         self.lock = threading.Lock()
+        self.repeat_penalty = settings.repeat_penalty
 
     def complete(
         self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int
     ) -> tuple[str, int, int, int, str]:
-        prompt = self.formatter(messages=messages).prompt
+        chat: Any = messages
+        prompt = self.formatter(messages=chat).prompt
         tokens = self.llm.tokenize(prompt.encode(), add_bos=False, special=True)
-        grammar = _grammar(json.dumps(schema, sort_keys=True)) if schema is not None else None
+        # Key order matters: the grammar emits properties in schema order (e.g. sentence id
+        # before its reason), so the schema is serialized as built.
+        grammar = _grammar(json.dumps(grammar_schema(schema))) if schema is not None else None
         with self.lock:
             cached = _common_prefix(self.llm.input_ids[: self.llm.n_tokens].tolist(), tokens)
             # The last prompt token is always evaluated again to get fresh logits.
             cached = min(cached, len(tokens) - 1)
             result: Any = self.llm.create_completion(
-                tokens, max_tokens=max_tokens, temperature=0.0, grammar=grammar, stream=False
+                tokens,
+                max_tokens=max_tokens,
+                temperature=0.0,
+                repeat_penalty=self.repeat_penalty,
+                grammar=grammar,
+                stream=False,
             )
         choice = result["choices"][0]
         usage = result["usage"]
@@ -89,6 +98,19 @@ class _Model:
             max(cached, 0),
             choice.get("finish_reason") or "stop",
         )
+
+
+def grammar_schema(schema: Any) -> Any:
+    """The schema without string length bounds, which llama.cpp's grammar engine expands into
+    nested repetitions that make sampling many times slower; max_tokens bounds the output and
+    the pipeline trims over-long fields after parsing."""
+    if isinstance(schema, dict):
+        return {
+            k: grammar_schema(v) for k, v in schema.items() if k not in ("maxLength", "minLength")
+        }
+    if isinstance(schema, list):
+        return [grammar_schema(v) for v in schema]
+    return schema
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

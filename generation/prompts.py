@@ -76,19 +76,21 @@ def system_message(question: str, passages: list[Passage]) -> Message:
     }
 
 
-def relevance_messages(system: Message, passages: list[Passage]) -> list[Message]:
+def _step(system: Message, question: str, instruction: str) -> list[Message]:
+    """The shared system prefix, then the step's instruction with the question repeated
+    close to where the model starts writing (small models lose track of it otherwise)."""
+    content = f"{instruction}\nQuestion: {_display(question)}\nReply with JSON only."
+    return [system, {"role": "user", "content": content}]
+
+
+def relevance_messages(system: Message, question: str, passages: list[Passage]) -> list[Message]:
     numbers = ", ".join(str(p.number) for p in passages)
-    return [
+    return _step(
         system,
-        {
-            "role": "user",
-            "content": (
-                f"Step 1, relevance. For each document ({numbers}), give a short reason saying "
-                "whether it contains information that answers the question, then relevant: true "
-                "or false. Reply with JSON only."
-            ),
-        },
-    ]
+        question,
+        f"Step 1, relevance. For each document ({numbers}), give a short reason saying whether "
+        "it contains information that answers the question, then relevant: true or false.",
+    )
 
 
 def relevance_schema(passages: list[Passage], reason_chars: int) -> dict[str, Any]:
@@ -110,20 +112,17 @@ def relevance_schema(passages: list[Passage], reason_chars: int) -> dict[str, An
     }
 
 
-def evidence_messages(system: Message, relevant: list[Passage], max_items: int) -> list[Message]:
+def evidence_messages(
+    system: Message, question: str, relevant: list[Passage], max_items: int
+) -> list[Message]:
     numbers = ", ".join(str(p.number) for p in relevant)
-    return [
+    return _step(
         system,
-        {
-            "role": "user",
-            "content": (
-                f"Step 2, evidence. The relevant documents are: {numbers}. Choose at most "
-                f"{max_items} sentence ids from them whose sentences best support an answer to "
-                "the question, each with a short reason why it supports the answer. "
-                "Reply with JSON only."
-            ),
-        },
-    ]
+        question,
+        f"Step 2, evidence. The relevant documents are: {numbers}. Choose at most {max_items} "
+        "sentence ids from them whose sentences best support an answer to the question, each "
+        "with a short reason why it supports the answer.",
+    )
 
 
 def evidence_schema(relevant: list[Passage], max_items: int, reason_chars: int) -> dict[str, Any]:
@@ -151,19 +150,15 @@ def evidence_schema(relevant: list[Passage], max_items: int, reason_chars: int) 
     }
 
 
-def analysis_messages(system: Message, quotes: list[str]) -> list[Message]:
+def analysis_messages(system: Message, question: str, quotes: list[str]) -> list[Message]:
     listing = "\n".join(f'[{i}] "{_display(q)}"' for i, q in enumerate(quotes, 1))
-    return [
+    return _step(
         system,
-        {
-            "role": "user",
-            "content": (
-                f"Step 3, analysis. The selected evidence is:\n{listing}\n"
-                "Write a concise analysis that cites the evidence as [1], [2] where it is used, "
-                "then a short final answer to the question. Reply with JSON only."
-            ),
-        },
-    ]
+        question,
+        f"Step 3, analysis. The selected evidence is:\n{listing}\nWrite a concise analysis "
+        "that cites the evidence as [1], [2] where it is used, then a short final answer to the "
+        "question.",
+    )
 
 
 def analysis_schema(analysis_chars: int, answer_chars: int) -> dict[str, Any]:
@@ -178,19 +173,15 @@ def analysis_schema(analysis_chars: int, answer_chars: int) -> dict[str, Any]:
     }
 
 
-def single_pass_messages(system: Message, max_items: int) -> list[Message]:
-    return [
+def single_pass_messages(system: Message, question: str, max_items: int) -> list[Message]:
+    return _step(
         system,
-        {
-            "role": "user",
-            "content": (
-                "Reason in three steps and reply with one JSON object: relevance (for each "
-                "document a short reason and relevant true/false), evidence (at most "
-                f"{max_items} sentence ids from relevant documents, each with a reason), analysis "
-                "(concise, citing the evidence as [1], [2] in the order listed) and answer (short)."
-            ),
-        },
-    ]
+        question,
+        "Reason in three steps and reply with one JSON object: relevance (for each document a "
+        f"short reason and relevant true/false), evidence (at most {max_items} sentence ids from "
+        "relevant documents, each with a reason), analysis (concise, citing the evidence as [1], "
+        "[2] in the order listed) and answer (short).",
+    )
 
 
 def single_pass_schema(
@@ -215,16 +206,13 @@ def single_pass_schema(
     }
 
 
-def one_call_messages(system: Message) -> list[Message]:
+def one_call_messages(system: Message, question: str) -> list[Message]:
     """Baseline RAG: answer and cite in one call (for evaluation against self-reasoning)."""
-    return [
+    return _step(
         system,
-        {
-            "role": "user",
-            "content": "Answer the question briefly and list the sentence ids that support the "
-            "answer. Reply with JSON only.",
-        },
-    ]
+        question,
+        "Answer the question briefly and list the sentence ids that support the answer.",
+    )
 
 
 def one_call_schema(passages: list[Passage], answer_chars: int) -> dict[str, Any]:

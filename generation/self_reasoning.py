@@ -204,12 +204,12 @@ class SelfReasoningPipeline:
 
         judged = await self._structured(
             "relevance",
-            prompts.relevance_messages(system, passages),
+            prompts.relevance_messages(system, options.question, passages),
             prompts.relevance_schema(passages, s.reason_max_chars),
             s.max_tokens_relevance,
             options.adapter,
             run,
-            lambda data: parse_relevance(data, passages),
+            lambda data: parse_relevance(data, passages, s.reason_max_chars),
         )
         clock = run.mark("relevance", clock)
         yield "relevance", {"relevance": [asdict(j) for j in judged]}
@@ -221,12 +221,12 @@ class SelfReasoningPipeline:
 
         evidence = await self._structured(
             "evidence",
-            prompts.evidence_messages(system, relevant, s.max_evidence),
+            prompts.evidence_messages(system, options.question, relevant, s.max_evidence),
             prompts.evidence_schema(relevant, s.max_evidence, s.reason_max_chars),
             s.max_tokens_evidence,
             options.adapter,
             run,
-            lambda data: parse_evidence(data, relevant, s.max_evidence),
+            lambda data: parse_evidence(data, relevant, s.max_evidence, s.reason_max_chars),
         )
         clock = run.mark("evidence", clock)
         evidence = await self._verified(evidence)
@@ -238,12 +238,12 @@ class SelfReasoningPipeline:
 
         analysis, answer = await self._structured(
             "analysis",
-            prompts.analysis_messages(system, [e.quote for e in evidence]),
+            prompts.analysis_messages(system, options.question, [e.quote for e in evidence]),
             prompts.analysis_schema(s.analysis_max_chars, s.answer_max_chars),
             s.max_tokens_analysis,
             options.adapter,
             run,
-            parse_analysis,
+            lambda data: parse_analysis(data, s.analysis_max_chars, s.answer_max_chars),
         )
         run.mark("analysis", clock)
         async for item in self._finish(judged, evidence, analysis, answer):
@@ -258,18 +258,18 @@ class SelfReasoningPipeline:
         def parse(data: Any) -> tuple[list[Judgement], list[Evidence], str, str]:
             if not isinstance(data, dict):
                 raise StepOutputError("the reply is not a JSON object")
-            judged = parse_relevance(data.get("relevance"), passages)
+            judged = parse_relevance(data.get("relevance"), passages, s.reason_max_chars)
             relevant = [p for p, j in zip(passages, judged, strict=True) if j.relevant]
             try:
-                evidence = parse_evidence(data, relevant, s.max_evidence)
+                evidence = parse_evidence(data, relevant, s.max_evidence, s.reason_max_chars)
             except StepOutputError:
                 evidence = []  # verified away: the analysis then cites nothing
-            analysis, answer = parse_analysis(data)
+            analysis, answer = parse_analysis(data, s.analysis_max_chars, s.answer_max_chars)
             return judged, evidence, analysis, answer
 
         judged, evidence, analysis, answer = await self._structured(
             "trajectory",
-            prompts.single_pass_messages(system, s.max_evidence),
+            prompts.single_pass_messages(system, options.question, s.max_evidence),
             prompts.single_pass_schema(
                 passages,
                 s.max_evidence,
@@ -304,11 +304,11 @@ class SelfReasoningPipeline:
                 raise StepOutputError("the reply has no answer")
             ids = [i for i in data.get("citations") or [] if isinstance(i, str)]
             cited = _evidence_from_ids(ids, passages, {}, self._settings.max_evidence)
-            return data["answer"].strip(), cited
+            return clip(data["answer"], self._settings.answer_max_chars), cited
 
         answer, evidence = await self._structured(
             "answer",
-            prompts.one_call_messages(system),
+            prompts.one_call_messages(system, options.question),
             prompts.one_call_schema(passages, self._settings.answer_max_chars),
             self._settings.max_tokens_analysis,
             options.adapter,
@@ -338,7 +338,7 @@ class SelfReasoningPipeline:
             self._settings.max_tokens_analysis,
             options.adapter,
             run,
-            parse_answer,
+            lambda data: parse_answer(data, self._settings.answer_max_chars),
         )
         run.mark("analysis", started)
         yield "answer", {"answer": answer, "citations": []}
@@ -479,7 +479,17 @@ def _json(completion: Completion) -> Any:
         raise StepOutputError(f"not valid JSON{truncated}") from exc
 
 
-def parse_relevance(data: Any, passages: list[Passage]) -> list[Judgement]:
+def clip(text: str, limit: int) -> str:
+    """Trim a field the model wrote past its length bound (at a word boundary if possible)."""
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip() + "…"
+
+
+def parse_relevance(data: Any, passages: list[Passage], reason_chars: int) -> list[Judgement]:
     if not isinstance(data, dict):
         raise StepOutputError("relevance is not a JSON object")
     judged = []
@@ -487,17 +497,19 @@ def parse_relevance(data: Any, passages: list[Passage]) -> list[Judgement]:
         item = data.get(f"document_{p.number}")
         if not isinstance(item, dict) or not isinstance(item.get("relevant"), bool):
             raise StepOutputError(f"document_{p.number} has no relevant: true/false")
-        reason = str(item.get("reason") or "").strip()
+        reason = clip(str(item.get("reason") or ""), reason_chars)
         judged.append(Judgement(p.hit.chunk_id, p.hit.document_id, item["relevant"], reason))
     return judged
 
 
-def parse_evidence(data: Any, relevant: list[Passage], max_items: int) -> list[Evidence]:
+def parse_evidence(
+    data: Any, relevant: list[Passage], max_items: int, reason_chars: int
+) -> list[Evidence]:
     items = data.get("evidence") if isinstance(data, dict) else None
     if not isinstance(items, list):
         raise StepOutputError("evidence is not a list")
     reasons = {
-        str(i.get("sentence")): str(i.get("reason") or "").strip()
+        str(i.get("sentence")): clip(str(i.get("reason") or ""), reason_chars)
         for i in items
         if isinstance(i, dict)
     }
@@ -535,24 +547,23 @@ def _evidence_from_ids(
     return evidence
 
 
-def parse_analysis(data: Any) -> tuple[str, str]:
+def parse_analysis(data: Any, analysis_chars: int, answer_chars: int) -> tuple[str, str]:
     if not isinstance(data, dict):
         raise StepOutputError("the reply is not a JSON object")
     analysis, answer = data.get("analysis"), data.get("answer")
     if not isinstance(analysis, str) or not isinstance(answer, str) or not answer.strip():
         raise StepOutputError("analysis and a non-empty answer are required")
-    return analysis.strip(), answer.strip()
+    return clip(analysis, analysis_chars), clip(answer, answer_chars)
 
 
-def parse_answer(data: Any) -> str:
+def parse_answer(data: Any, answer_chars: int) -> str:
     if (
         not isinstance(data, dict)
         or not isinstance(data.get("answer"), str)
         or not data["answer"].strip()
     ):
         raise StepOutputError("a non-empty answer is required")
-    answer: str = data["answer"].strip()
-    return answer
+    return clip(data["answer"], answer_chars)
 
 
 def repair_markers(analysis: str, evidence: list[Evidence]) -> tuple[str, list[int]]:

@@ -5,10 +5,11 @@
 Baseline: parse + chunk every file in-process, then one `SentenceTransformer.encode` of all the
 chunks (batch 64, normalized), timed before the first and after every service run; each service
 run is compared with the mean of the two baselines around it (the machine is shared and its
-load drifts). An extra baseline encodes each file's chunks with its own encode() call, as the
-per-document tasks do. Service: a fresh database, a real Celery worker (deployment) or the
-in-process worker thread (embedded), the API under uvicorn; timed from the first upload
-POST until every job has succeeded. Prints a Markdown table and writes bench-results/*.json.
+load drifts). With --per-doc, an extra baseline encodes each file's chunks with its own
+encode() call, as the per-document tasks do. Service: a fresh database, a real Celery worker
+(deployment) or the in-process worker thread (embedded), the API under uvicorn; timed from
+the first upload POST until every job has succeeded.
+Prints a Markdown table and writes bench-results/*.json.
 """
 
 from __future__ import annotations
@@ -277,10 +278,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="only the first 200 files")
     parser.add_argument("--modes", default="deployment,embedded", help="comma-separated")
     parser.add_argument(
-        "--no-per-doc",
-        dest="per_doc",
-        action="store_false",
-        help="skip the extra baseline that encodes one file per encode() call",
+        "--per-doc",
+        action="store_true",
+        help="add a baseline that encodes each file's chunks with its own encode() call",
     )
     parser.add_argument("--timeout", type=float, default=1800.0, help="per mode, seconds")
     args = parser.parse_args()

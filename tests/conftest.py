@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import EmbedderSettings
+from core.settings import EmbedderSettings, LlamaCppSettings
+from generation.generator import Generator
 from retrieval.embedders import EmbedderPool
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,3 +28,11 @@ def corpus() -> Path:
     if not CORPUS.is_dir():
         pytest.skip(f"the dev corpus is not at {CORPUS}")
     return CORPUS
+
+
+@pytest.fixture(scope="session")
+def llm() -> Iterator[Generator]:
+    """The real embedded generator (SmolLM2-135M-Instruct via llama.cpp), loaded once."""
+    from generation.llamacpp_backend import LlamaCppGenerator
+
+    yield LlamaCppGenerator(LlamaCppSettings())

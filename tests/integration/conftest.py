@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from core.migrate import upgrade
 from core.settings import BrokerSettings, DatabaseSettings, Settings
+from generation.generator import Generator
 from retrieval.embedders import EmbedderPool
 from tests.integration.services import PG_HOST, PG_PORT, ensure_postgres, ensure_redis
 from workers.celery_app import make_celery
@@ -132,12 +133,15 @@ def worker(
 
 
 @pytest.fixture
-def make_client(embedders: EmbedderPool, tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
-    """Start API instances (lifespan included) with given settings; all are closed at the end."""
+def make_client(embedders: EmbedderPool, llm: Generator) -> Iterator[Callable[..., TestClient]]:
+    """Start API instances (lifespan included) with given settings; all are closed at the end.
+
+    They share the loaded embedder and, unless `generator` is given, the embedded LLM.
+    """
     clients: list[TestClient] = []
 
-    def make(settings: Settings) -> TestClient:
-        client = TestClient(create_app(settings, embedders))
+    def make(settings: Settings, generator: Generator | None = None) -> TestClient:
+        client = TestClient(create_app(settings, embedders, generator or llm))
         client.__enter__()
         clients.append(client)
         return client

@@ -7,6 +7,7 @@ import pytest
 from generation.prompts import evidence_schema, make_passages, relevance_schema, system_message
 from generation.self_reasoning import (
     StepOutputError,
+    clip,
     parse_evidence,
     parse_relevance,
     repair_markers,
@@ -28,7 +29,7 @@ def hit(chunk_id: int, start: int, text: str = DOC) -> Hit:
 def test_evidence_quotes_are_verbatim_with_document_offsets() -> None:
     passages = make_passages([hit(1, 32)])
     evidence = parse_evidence(
-        {"evidence": [{"sentence": "1.1", "reason": "defines it"}]}, passages, 3
+        {"evidence": [{"sentence": "1.1", "reason": "defines it"}]}, passages, 3, 100
     )
     assert evidence[0].quote == "BIOS stands for Basic Input/Output System."
     assert DOC[evidence[0].start : evidence[0].end] == evidence[0].quote
@@ -45,16 +46,16 @@ def test_evidence_from_irrelevant_or_unknown_sentences_is_dropped() -> None:
             {"sentence": "1.2", "reason": "repeat"},
         ]
     }
-    evidence = parse_evidence(data, relevant, 3)
+    evidence = parse_evidence(data, relevant, 3, 100)
     assert [(e.id, e.sentence) for e in evidence] == [(1, "1.2")]
     with pytest.raises(StepOutputError):
-        parse_evidence({"evidence": [{"sentence": "2.1", "reason": ""}]}, relevant, 3)
+        parse_evidence({"evidence": [{"sentence": "2.1", "reason": ""}]}, relevant, 3, 100)
 
 
 def test_evidence_is_capped() -> None:
     passages = make_passages([hit(1, 32)])
     items = [{"sentence": f"1.{i}", "reason": ""} for i in (1, 2, 3)]
-    assert len(parse_evidence({"evidence": items}, passages, 2)) == 2
+    assert len(parse_evidence({"evidence": items}, passages, 2, 100)) == 2
 
 
 def test_relevance_needs_a_verdict_for_every_chunk() -> None:
@@ -65,12 +66,13 @@ def test_relevance_needs_a_verdict_for_every_chunk() -> None:
             "document_2": {"reason": "no", "relevant": False},
         },
         passages,
+        100,
     )
     assert [j.relevant for j in ok] == [True, False]
     with pytest.raises(StepOutputError):
-        parse_relevance({"document_1": {"reason": "yes", "relevant": True}}, passages)
+        parse_relevance({"document_1": {"reason": "yes", "relevant": True}}, passages, 100)
     with pytest.raises(StepOutputError):
-        parse_relevance(["not", "an", "object"], passages)
+        parse_relevance(["not", "an", "object"], passages, 100)
 
 
 def test_markers_that_name_no_evidence_are_removed() -> None:
@@ -79,6 +81,7 @@ def test_markers_that_name_no_evidence_are_removed() -> None:
         {"evidence": [{"sentence": "1.1", "reason": ""}, {"sentence": "1.3", "reason": ""}]},
         passages,
         3,
+        100,
     )
     analysis, cited = repair_markers(
         "BIOS is defined in [2] and [7], loads the OS [1.3].", evidence
@@ -100,3 +103,8 @@ def test_documents_cannot_break_out_of_their_fence() -> None:
     message = system_message("q?", make_passages([hit(1, 0, text)]))
     assert message["content"].count("</documents>") == 1
     assert message["content"].count("<documents>") == 1
+
+
+def test_over_long_fields_are_clipped_at_a_word() -> None:
+    assert clip("short", 10) == "short"
+    assert clip("one two three four five", 12) == "one two…"

@@ -1,0 +1,150 @@
+"""The `openai` backend against a real OpenAI-compatible server: llama.cpp's, as a subprocess,
+serving the same GGUF under two aliases (a base model and an "adapter"), which exercises
+adapter routing by model name the way vLLM routes LoRA adapters."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from core.settings import GenerationSettings, OpenAISettings, PipelineSettings, Settings
+from generation.llamacpp_backend import bundled_model_path
+from generation.openai_backend import OpenAIGenerator
+from tests.integration.services import wait_for
+from tests.integration.test_query import BIOS, ask, assert_citations_verified, ingest
+
+BASE, TUNED = "smollm2", "smollm2-support"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class LlamaServer:
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        gguf = str(bundled_model_path())
+        config = {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "models": [
+                {
+                    "model": gguf,
+                    "model_alias": alias,
+                    "n_ctx": 4096,
+                    "n_threads": 2,
+                    "verbose": False,
+                }
+                for alias in (BASE, TUNED)
+            ],
+        }
+        path = tmp / "llama-server.json"
+        path.write_text(json.dumps(config))
+        self.log = (tmp / "llama-server.log").open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--config_file", str(path)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        if not wait_for("127.0.0.1", self.port, timeout=120):
+            self.stop()
+            raise RuntimeError("llama_cpp.server did not start")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def llama_server(tmp_path: Path) -> Iterator[LlamaServer]:
+    server = LlamaServer(tmp_path)
+    yield server
+    server.stop()
+
+
+def openai_settings(base: Settings, url: str, tmp: Path, **pipeline: object) -> Settings:
+    generation = GenerationSettings(
+        backend="openai",
+        openai=OpenAISettings(
+            base_url=url, model=BASE, structured_output="json_object", timeout_s=120
+        ),
+        pipeline=PipelineSettings(**pipeline),  # type: ignore[arg-type]
+    )
+    return base.model_copy(update={"data_dir": tmp, "generation": generation})
+
+
+def test_openai_backend_answers_and_routes_adapters(
+    pg_settings: Settings,
+    worker: object,
+    make_client: Callable[..., TestClient],
+    tmp_path: Path,
+    corpus: Path,
+    llama_server: LlamaServer,
+) -> None:
+    settings = openai_settings(pg_settings, llama_server.url, tmp_path)
+    client = make_client(settings, OpenAIGenerator(settings.generation.openai))
+    assert client.get("/readyz").json()["checks"]["generator"] == "ok"
+    assert client.get("/v1/adapters").json() == {"adapters": [{"name": TUNED, "base_model": BASE}]}
+
+    name = ingest(client, corpus, BIOS)
+    base = ask(client, name, "What does BIOS stand for?", top_k=2)
+    assert base["model"] == BASE
+    assert_citations_verified(client, name, base)
+
+    tuned = ask(client, name, "What does BIOS stand for?", top_k=2, adapter=TUNED)
+    assert tuned["model"] == TUNED
+    assert tuned["cached"] is False, "another adapter never shares a cached answer"
+    assert_citations_verified(client, name, tuned)
+
+    missing = client.post(
+        "/v1/query", json={"collection": name, "question": "x", "adapter": "other"}
+    )
+    assert missing.status_code == 404
+
+
+def test_generator_stopped_gives_503_or_a_retrieval_only_answer(
+    pg_settings: Settings,
+    worker: object,
+    make_client: Callable[..., TestClient],
+    tmp_path: Path,
+    corpus: Path,
+    llama_server: LlamaServer,
+) -> None:
+    strict = openai_settings(pg_settings, llama_server.url, tmp_path / "a")
+    client = make_client(strict, OpenAIGenerator(strict.generation.openai))
+    name = ingest(client, corpus, BIOS)
+    llama_server.stop()
+
+    response = client.post("/v1/query", json={"collection": name, "question": "What is BIOS?"})
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "generator_unavailable"
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["checks"]["generator"] == "down"
+
+    lenient = openai_settings(
+        pg_settings, llama_server.url, tmp_path / "b", retrieval_only_fallback=True
+    )
+    client2 = make_client(lenient, OpenAIGenerator(lenient.generation.openai))
+    body = ask(client2, name, "What is BIOS?")
+    assert body["degraded"] == "generator_unavailable"
+    assert body["citations"] == []
+    assert body["hits"][0]["filename"] == BIOS
