@@ -5,13 +5,14 @@
 A fresh database gets one collection of synthetic documents whose chunks carry real corpus text
 but random L2-normalized vectors (dim 384), plus the real chunks of a few corpus documents
 embedded with the real model, so the questions about those documents have a true answer. The
-API runs as a uvicorn subprocess with default index settings (IVF past 50k vectors): the first
-search after start waits for the index build (reported separately, next to an explicit rebuild
-through the admin route), then 20 warm-up searches and the timed ones, sequential, through one
-keep-alive client. `embed_query` alone is timed in this process for comparison (torch's default
-thread count and one thread), and /healthz for the HTTP floor. The same is then repeated with
-OMP_NUM_THREADS=1 for the API (--no-one-thread skips it) and with RAG_INDEX__KIND=flat
-(--no-flat skips it), which also gives the IVF results' overlap with exact search.
+API runs as a uvicorn subprocess with default index settings (IVF past 50k vectors); next to it
+run the same API with OMP_NUM_THREADS=1 (--no-one-thread skips it) and with RAG_INDEX__KIND=flat
+(--no-flat skips it). Each is started in turn: readiness, then the first search, which waits for
+the index build (reported, next to an explicit rebuild through the admin route at the end), then
+20 warm-up searches. The timed queries then go sequentially, each to every API through its own
+keep-alive client and to `embed_query` in this process (default threads and one thread), in a
+shuffled order per query, so the shared machine's drifting load hits every variant alike;
+/healthz gives the HTTP floor. The flat run gives the IVF results' overlap with exact search.
 Prints a Markdown table and writes bench-results/*.json.
 """
 
@@ -22,11 +23,11 @@ import hashlib
 import json
 import math
 import random
-import statistics
+import re
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,12 +38,14 @@ import psycopg
 from bench_common import (
     BROKER_URL,
     REPO_ROOT,
+    Service,
     checked,
     latency_summary,
     log,
     machine_info,
     markdown_table,
     migrate,
+    percentile,
     psycopg_dsn,
     service_env,
     services,
@@ -219,34 +222,18 @@ def load_database(
 # Measurements ---------------------------------------------------------------------------------
 
 
-def time_embed_query(embedder: Any, queries: list[str]) -> dict[str, float]:
-    for query in queries[:10]:
-        embedder.embed_query(query)
-    ms = []
-    for query in queries:
-        started = time.perf_counter()
-        embedder.embed_query(query)
-        ms.append((time.perf_counter() - started) * 1000)
-    return latency_summary(ms)
+@dataclass
+class Variant:
+    """One API process under test, or the encoder timed in this process (api is None)."""
 
-
-def time_encoder(
-    embedder: Any, queries: list[str], into: dict[str, list[dict[str, float]]]
-) -> None:
-    """embed_query latency with torch's default thread count, then with one thread."""
-    import torch
-
-    default_threads = torch.get_num_threads()
-    try:
-        into["default"].append(time_embed_query(embedder, queries))
-        torch.set_num_threads(1)
-        into["1 thread"].append(time_embed_query(embedder, queries))
-    finally:
-        torch.set_num_threads(default_threads)
-    log(
-        f"embed_query p50: {into['default'][-1]['p50_ms']} ms ({default_threads} threads), "
-        f"{into['1 thread'][-1]['p50_ms']} ms (1 thread)"
-    )
+    label: str
+    env: dict[str, str] = field(default_factory=dict)
+    api: Service | None = None
+    client: httpx.Client | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    ms: list[float] = field(default_factory=list)
+    hits: list[list[dict[str, Any]]] = field(default_factory=list)
+    health_ms: list[float] = field(default_factory=list)
 
 
 def search(client: httpx.Client, query: str, top_k: int) -> tuple[float, list[dict[str, Any]]]:
@@ -259,53 +246,63 @@ def search(client: httpx.Client, query: str, top_k: int) -> tuple[float, list[di
     return elapsed, hits
 
 
-def measure_api(
-    label: str,
-    env: dict[str, str],
-    log_dir: Path,
-    warmup: list[str],
-    timed: list[str],
-    top_k: int,
-) -> dict[str, Any]:
-    result: dict[str, Any] = {"index": label}
-    with services() as procs:
-        api, base_url = start_api(env, log_dir, name=f"api-{label}")
-        procs.append(api)
-        try:
-            with httpx.Client(base_url=base_url, timeout=httpx.Timeout(600.0, connect=5.0)) as c:
-                wait_ready(c, procs, timeout=600)
-                result["api_ready_s"] = round(time.perf_counter() - api.started, 2)
-                first_ms, _ = search(c, warmup[0], top_k)
-                result["first_search_ms"] = round(first_ms, 1)
-                result["first_search_after_spawn_s"] = round(time.perf_counter() - api.started, 2)
-                result["readyz_after_first_search"] = checked(c.get("/readyz"))["checks"]
-                log(f"{label}: first search (waits for the index build) {first_ms:.0f} ms")
-                for query in warmup[1:]:
-                    search(c, query, top_k)
-                latencies: list[float] = []
-                hits: list[list[dict[str, Any]]] = []
-                for query in timed:
-                    ms, query_hits = search(c, query, top_k)
-                    latencies.append(ms)
-                    hits.append(query_hits)
-                result["search"] = latency_summary(latencies)
-                log(f"{label}: search p50 {result['search']['p50_ms']} ms")
-                health = []
-                for _ in range(len(timed)):
+def start_variant(
+    variant: Variant, procs: list[Service], log_dir: Path, warmup: list[str], top_k: int
+) -> None:
+    """Start its API, wait for readiness, time the first search (the index build), warm up."""
+    name = "api-" + re.sub(r"[^A-Za-z0-9]+", "-", variant.label).strip("-")
+    variant.api, base_url = start_api(variant.env, log_dir, name=name)
+    procs.append(variant.api)
+    variant.client = httpx.Client(base_url=base_url, timeout=httpx.Timeout(600.0, connect=5.0))
+    wait_ready(variant.client, [variant.api], timeout=600)
+    variant.info["api_ready_s"] = round(time.perf_counter() - variant.api.started, 2)
+    first_ms, _ = search(variant.client, warmup[0], top_k)
+    variant.info["first_search_ms"] = round(first_ms, 1)
+    variant.info["readyz_after_first_search"] = checked(variant.client.get("/readyz"))["checks"]
+    log(f"{variant.label}: first search (waits for the index build) {first_ms:.0f} ms")
+    for query in warmup[1:]:
+        search(variant.client, query, top_k)
+
+
+def run_interleaved(
+    variants: list[Variant], embedder: Any, queries: list[str], top_k: int, seed: int
+) -> None:
+    """Each query goes to every variant in a shuffled order, so drifting load hits all alike."""
+    import torch
+
+    default_threads = torch.get_num_threads()
+    rng = random.Random(seed)
+    order = list(variants)
+    try:
+        for query in queries:
+            rng.shuffle(order)
+            for variant in order:
+                if variant.client is None:
+                    torch.set_num_threads(1 if "1 thread" in variant.label else default_threads)
                     started = time.perf_counter()
-                    checked(c.get("/healthz"))
-                    health.append((time.perf_counter() - started) * 1000)
-                result["healthz"] = latency_summary(health)
-                started = time.perf_counter()
-                rebuilt = checked(c.post(f"/admin/v1/collections/{COLLECTION}/index/rebuild"))
-                result["rebuild_s"] = round(time.perf_counter() - started, 2)
-                result["rebuild_vectors"] = rebuilt["vectors"]
-                log(f"{label}: explicit rebuild {result['rebuild_s']} s")
-        except Exception:
-            log(f"--- {api.name} log tail ---\n{api.tail()}")
-            raise
-    result["hits"] = hits
-    return result
+                    embedder.embed_query(query)
+                    variant.ms.append((time.perf_counter() - started) * 1000)
+                else:
+                    ms, hits = search(variant.client, query, top_k)
+                    variant.ms.append(ms)
+                    variant.hits.append(hits)
+            for variant in order:
+                if variant.client is not None:
+                    started = time.perf_counter()
+                    checked(variant.client.get("/healthz"))
+                    variant.health_ms.append((time.perf_counter() - started) * 1000)
+    finally:
+        torch.set_num_threads(default_threads)
+
+
+def rebuild(variant: Variant) -> None:
+    """Time an explicit rebuild from the database through the admin route (nothing else runs)."""
+    assert variant.client is not None
+    started = time.perf_counter()
+    rebuilt = checked(variant.client.post(f"/admin/v1/collections/{COLLECTION}/index/rebuild"))
+    variant.info["rebuild_s"] = round(time.perf_counter() - started, 2)
+    variant.info["rebuild_vectors"] = rebuilt["vectors"]
+    log(f"{variant.label}: explicit rebuild {variant.info['rebuild_s']} s")
 
 
 def answer_rate(
@@ -367,92 +364,104 @@ def main() -> int:
 
     embedder = load_embedder(EMBEDDER, EmbedderSettings())
     real_vectors = embedder.embed_documents([s[3] for d in real for s in d.spans])
-    # The encoder alone, before and after the API runs (load drifts), with torch's default
-    # thread count and with one thread.
-    encoder: dict[str, list[dict[str, float]]] = {"default": [], "1 thread": []}
-    time_encoder(embedder, timed, encoder)
+    for query in warmup:
+        embedder.embed_query(query)
 
     from core.settings import IndexSettings
     from retrieval.faiss_index import choose_kind
 
-    default_kind = choose_kind(IndexSettings(), args.chunks)
-    variants: list[tuple[str, dict[str, str]]] = [(f"{default_kind} (default)", {})]
+    kind = choose_kind(IndexSettings(), args.chunks)
+    encoders = [Variant("embed_query in-process"), Variant("embed_query in-process, 1 thread")]
+    apis = [Variant(f"{kind} (default)")]
     if args.one_thread:
-        one = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        variants.append((f"{default_kind}, 1 thread", one))
-    if args.flat:
-        variants.append(("flat", {"RAG_INDEX__KIND": "flat"}))
+        apis.append(Variant(f"{kind}, 1 thread", {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}))
+    if args.flat and kind != "flat":
+        apis.append(Variant("flat", {"RAG_INDEX__KIND": "flat"}))
 
     results: dict[str, Any] = {"machine": machine_info(), "args": vars(args)}
-    runs: list[dict[str, Any]] = []
     with (
         tempfile.TemporaryDirectory(prefix="bench-search-") as tmp,
         temp_database("bench_search") as url,
+        services() as procs,
     ):
-        migrate(url)
-        results["data"] = load_database(
-            url, documents, real, real_vectors, args.chunks, args.documents, args.seed
-        )
-        for i, (label, extra) in enumerate(variants):
-            env = service_env(
-                RAG_DATABASE__URL=url,
-                RAG_BROKER__URL=BROKER_URL,
-                RAG_DATA_DIR=f"{tmp}/data-{i}",
-                **extra,
+        try:
+            migrate(url)
+            results["data"] = load_database(
+                url, documents, real, real_vectors, args.chunks, args.documents, args.seed
             )
-            runs.append(measure_api(label, env, Path(tmp), warmup, timed, args.top_k))
-    time_encoder(embedder, timed, encoder)
-    encoder_p50 = {k: statistics.fmean(r["p50_ms"] for r in v) for k, v in encoder.items()}
+            for i, variant in enumerate(apis):
+                variant.env = service_env(
+                    RAG_DATABASE__URL=url,
+                    RAG_BROKER__URL=BROKER_URL,
+                    RAG_DATA_DIR=f"{tmp}/data-{i}",
+                    **variant.env,
+                )
+                start_variant(variant, procs, Path(tmp), warmup, args.top_k)
+            log(f"{len(timed)} queries, each to {len(apis)} APIs and the in-process encoder")
+            run_interleaved(apis + encoders, embedder, timed, args.top_k, args.seed)
+            for variant in apis:
+                rebuild(variant)
+        except Exception:
+            for proc in procs:
+                log(f"--- {proc.name} log tail ---\n{proc.tail()}")
+            raise
+        finally:
+            for variant in apis:
+                if variant.client is not None:
+                    variant.client.close()
 
+    encoder_p50 = {v.label: percentile(v.ms, 50) for v in encoders}
+    flat = next((v for v in apis if v.label == "flat" or kind == "flat"), None)
     rows = []
-    for run in runs:
-        s = run["search"]
-        found, asked = answer_rate(run["hits"], timed, questions_with_answer)
-        run["true_answer_found"] = [found, asked]
-        threads = "1 thread" if "1 thread" in run["index"] else "default"
-        run["encoder_share_of_p50"] = round(encoder_p50[threads] / s["p50_ms"], 3)
+    for v in apis:
+        found, asked = answer_rate(v.hits, timed, questions_with_answer)
+        encoder = encoders[1] if "1 thread" in v.label else encoders[0]
+        v.info.update(
+            search=latency_summary(v.ms),
+            healthz=latency_summary(v.health_ms),
+            true_answer_found=[found, asked],
+            encoder_p50_ms=round(encoder_p50[encoder.label], 2),
+            encoder_share_of_p50=round(encoder_p50[encoder.label] / percentile(v.ms, 50), 3),
+        )
+        if flat is not None and v is not flat:
+            v.info["overlap_with_flat"] = round(overlap(v.hits, flat.hits), 3)
+        s = v.info["search"]
         rows.append(
             [
-                run["index"],
+                v.label,
                 s["p50_ms"],
                 s["p95_ms"],
                 s["mean_ms"],
                 s["max_ms"],
-                run["healthz"]["p50_ms"],
-                f"{encoder_p50[threads]:.1f} ({run['encoder_share_of_p50']:.0%})",
-                f"{run['first_search_ms'] / 1000:.1f} / {run['rebuild_s']:.1f}",
+                v.info["healthz"]["p50_ms"],
+                f"{v.info['encoder_p50_ms']:.1f} ({v.info['encoder_share_of_p50']:.0%})",
+                f"{v.info['first_search_ms'] / 1000:.1f} / {v.info['rebuild_s']:.1f}",
                 f"{found}/{asked}",
+                f"{v.info['overlap_with_flat']:.0%}" if "overlap_with_flat" in v.info else "",
             ]
         )
-    by_label = {run["index"]: run for run in runs}
-    if "flat" in by_label:
-        for run in runs:
-            if run["index"] != "flat":
-                run["overlap_with_flat"] = round(overlap(run["hits"], by_label["flat"]["hits"]), 3)
+    rows.extend(
+        [v.label, *[latency_summary(v.ms)[k] for k in ("p50_ms", "p95_ms", "mean_ms", "max_ms")]]
+        + [""] * 5
+        for v in encoders
+    )
     data = results["data"]
     print(f"### /v1/search, {data['chunks']:,} chunks, top_k={args.top_k}, {len(timed)} queries\n")
-    headers = ["index", "p50 ms", "p95 ms", "mean ms", "max ms", "healthz p50"]
+    headers = ["run", "p50 ms", "p95 ms", "mean ms", "max ms", "healthz p50"]
     headers += ["embed_query p50 (share)", "build s (1st search / rebuild)", "answer found"]
+    headers += ["overlap w/ flat"]
     print(markdown_table(headers, rows))
     print(
-        "\nembed_query alone, in-process p50 ms, before / after the API runs: "
-        + "; ".join(f"{k}: {' / '.join(str(r['p50_ms']) for r in v)}" for k, v in encoder.items())
-        + f". DB load: {data['load_s']} s."
+        f"\nAll runs interleaved query by query. DB load {data['load_s']} s; "
+        f"{data['real_chunks']} real chunks answer {len(questions_with_answer)} questions."
     )
-    for run in runs:
-        if "overlap_with_flat" in run:
-            print(
-                f"{run['index']}: top-{args.top_k} overlap with exact (flat) "
-                f"{run['overlap_with_flat']:.0%}"
-            )
-    verdict = "met" if runs[0]["search"]["p50_ms"] <= TARGET_P50_MS else "NOT met"
-    print(f"target p50 <= {TARGET_P50_MS:.0f} ms ({runs[0]['index']}): {verdict}")
+    p50 = apis[0].info["search"]["p50_ms"]
+    verdict = "met" if p50 <= TARGET_P50_MS else "NOT met"
+    print(f"Target p50 <= {TARGET_P50_MS:.0f} ms ({apis[0].label}): {verdict} ({p50} ms).")
 
-    for run in runs:
-        run.pop("hits")
     results.update(
-        runs=runs,
-        embed_query=encoder,
+        runs=[{"run": v.label} | v.info for v in apis],
+        embed_query={v.label: latency_summary(v.ms) for v in encoders},
         queries={"warmup": len(warmup), "timed": len(timed)},
         p50_target_ms=TARGET_P50_MS,
     )
