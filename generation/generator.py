@@ -49,6 +49,21 @@ class AdapterNotFound(RagError):
         )
 
 
+def without_length_bounds(schema: Any) -> Any:
+    """The schema without string length bounds, for llama.cpp (embedded or its server): its
+    grammar engine expands `maxLength` into nested repetitions that make sampling many times
+    slower. max_tokens still bounds the output, and the pipeline clips over-long fields."""
+    if isinstance(schema, dict):
+        return {
+            k: without_length_bounds(v)
+            for k, v in schema.items()
+            if k not in ("maxLength", "minLength")
+        }
+    if isinstance(schema, list):
+        return [without_length_bounds(v) for v in schema]
+    return schema
+
+
 class Generator(Protocol):
     @property
     def model(self) -> str:

@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import LlamaCppSettings
-from generation.generator import Adapter, AdapterNotFound, Completion, GeneratorUnavailable, Message
+from generation.generator import (
+    Adapter,
+    AdapterNotFound,
+    Completion,
+    GeneratorUnavailable,
+    Message,
+    without_length_bounds,
+)
 
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -76,7 +83,9 @@ class _Model:
         tokens = self.llm.tokenize(prompt.encode(), add_bos=False, special=True)
         # Key order matters: the grammar emits properties in schema order (e.g. sentence id
         # before its reason), so the schema is serialized as built.
-        grammar = _grammar(json.dumps(grammar_schema(schema))) if schema is not None else None
+        grammar = (
+            _grammar(json.dumps(without_length_bounds(schema))) if schema is not None else None
+        )
         with self.lock:
             cached = _common_prefix(self.llm.input_ids[: self.llm.n_tokens].tolist(), tokens)
             # The last prompt token is always evaluated again to get fresh logits.
@@ -98,19 +107,6 @@ class _Model:
             max(cached, 0),
             choice.get("finish_reason") or "stop",
         )
-
-
-def grammar_schema(schema: Any) -> Any:
-    """The schema without string length bounds, which llama.cpp's grammar engine expands into
-    nested repetitions that make sampling many times slower; max_tokens bounds the output and
-    the pipeline trims over-long fields after parsing."""
-    if isinstance(schema, dict):
-        return {
-            k: grammar_schema(v) for k, v in schema.items() if k not in ("maxLength", "minLength")
-        }
-    if isinstance(schema, list):
-        return [grammar_schema(v) for v in schema]
-    return schema
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

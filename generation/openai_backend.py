@@ -14,7 +14,14 @@ from typing import Any
 import httpx
 
 from core.settings import OpenAISettings
-from generation.generator import Adapter, AdapterNotFound, Completion, GeneratorUnavailable, Message
+from generation.generator import (
+    Adapter,
+    AdapterNotFound,
+    Completion,
+    GeneratorUnavailable,
+    Message,
+    without_length_bounds,
+)
 
 _RETRYABLE_STATUS = {429, 500, 502, 503, 504}
 _ADAPTER_LIST_TTL_S = 10.0
@@ -74,8 +81,8 @@ class OpenAIGenerator:
             raise GeneratorUnavailable(f"the generator sent a malformed reply: {exc!r}") from exc
 
     def _response_format(self, schema: dict[str, Any]) -> dict[str, Any]:
-        if self._settings.structured_output == "json_object":
-            return {"type": "json_object", "schema": schema}
+        if self._settings.structured_output == "json_object":  # llama.cpp server's dialect
+            return {"type": "json_object", "schema": without_length_bounds(schema)}
         return {
             "type": "json_schema",
             "json_schema": {"name": "step", "schema": schema, "strict": True},

@@ -331,18 +331,23 @@ class SelfReasoningPipeline:
 
     async def _closed_book(self, options: QueryOptions, run: _Run) -> AsyncIterator[Event]:
         started = time.perf_counter()
-        answer = await self._structured(
-            "answer",
-            prompts.closed_book_messages(options.question),
-            prompts.answer_schema(self._settings.answer_max_chars),
-            self._settings.max_tokens_analysis,
-            options.adapter,
-            run,
-            lambda data: parse_answer(data, self._settings.answer_max_chars),
-        )
+        answer = await self._own_knowledge(options, run)
         run.mark("analysis", started)
         yield "answer", {"answer": answer, "citations": []}
         yield "final", {"answer": answer, "supported": False}
+
+    async def _own_knowledge(self, options: QueryOptions, run: _Run) -> str:
+        """An answer from the model alone, with no documents (cites nothing)."""
+        limit = self._settings.answer_max_chars
+        return await self._structured(
+            "answer",
+            prompts.closed_book_messages(options.question),
+            prompts.answer_schema(limit),
+            self._settings.max_tokens_analysis,
+            options.adapter,
+            run,
+            lambda data: parse_answer(data, limit),
+        )
 
     async def _unsupported(
         self, options: QueryOptions, run: _Run, judged: list[Judgement], clock: float
@@ -355,15 +360,7 @@ class SelfReasoningPipeline:
         answer = NO_SUPPORT_ANSWER
         analysis = "None of the retrieved passages was judged relevant to the question."
         if options.allow_unsupported:
-            answer = await self._structured(
-                "answer",
-                prompts.closed_book_messages(options.question),
-                prompts.answer_schema(self._settings.answer_max_chars),
-                self._settings.max_tokens_analysis,
-                options.adapter,
-                run,
-                parse_answer,
-            )
+            answer = await self._own_knowledge(options, run)
             analysis += " The answer below comes from the model's own knowledge and cites nothing."
             run.mark("analysis", clock)
         yield "analysis", {"analysis": analysis}

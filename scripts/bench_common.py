@@ -152,6 +152,12 @@ def services() -> Iterator[list[Service]]:
                 log(f"stopping {service.name} failed: {exc}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a live process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_api(env: dict[str, str], log_dir: Path, name: str = "api") -> tuple[Service, str]:
     port = free_port()
     argv = [

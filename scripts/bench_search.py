@@ -460,7 +460,9 @@ def main() -> int:
     print(f"Target p50 <= {TARGET_P50_MS:.0f} ms ({apis[0].label}): {verdict} ({p50} ms).")
 
     results.update(
-        runs=[{"run": v.label} | v.info for v in apis],
+        runs=[
+            {"run": v.label} | v.info | {"latencies_ms": [round(x, 2) for x in v.ms]} for v in apis
+        ],
         embed_query={v.label: latency_summary(v.ms) for v in encoders},
         queries={"warmup": len(warmup), "timed": len(timed)},
         p50_target_ms=TARGET_P50_MS,
