@@ -270,12 +270,20 @@ def delete_document(session: Session, collection: Collection, document_id: str) 
     bump_index_version(session, collection.id)
 
 
-def load_document_for_processing(
-    session: Session, document_id: str
-) -> tuple[Document, bytes] | None:
+def lock_unfinished_document(session: Session, document_id: str) -> Document | None:
     """Lock a document for its ingestion task; None if it is gone or already finished."""
     document = session.scalar(select(Document).where(Document.id == document_id).with_for_update())
     if document is None or document.status in DocumentStatus.TERMINAL:
+        return None
+    return document
+
+
+def load_document_for_processing(
+    session: Session, document_id: str
+) -> tuple[Document, bytes] | None:
+    """Lock a document and read its bytes; None if it is gone or already finished."""
+    document = lock_unfinished_document(session, document_id)
+    if document is None:
         return None
     blob = session.get(DocumentBlob, document_id)
     if blob is None:

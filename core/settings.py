@@ -42,6 +42,9 @@ class BrokerSettings(BaseModel):
 class EmbedderSettings(BaseModel):
     default: str = "all-MiniLM-L6-v2"
     batch_size: int = 64
+    # torch CPU threads per process; 0 keeps torch's default (all cores). 1 keeps query
+    # latency steady when API processes share cores with workers.
+    num_threads: int = 0
     # auto: CUDA when torch sees a GPU, else CPU.
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Extra sentence-transformers folders, id -> path: RAG_EMBEDDER__FOLDERS='{"my-model": "/m"}'.

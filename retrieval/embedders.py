@@ -140,6 +140,10 @@ def load_embedder(embedder_id: str, settings: EmbedderSettings) -> Embedder:
     """Load an embedder by id (heavy: call once per process and keep it)."""
     spec = get_spec(embedder_id, settings)
     device = resolve_device(settings.device)
+    if settings.num_threads > 0:
+        import torch
+
+        torch.set_num_threads(settings.num_threads)
     return SentenceTransformerEmbedder(spec, device=device, batch_size=settings.batch_size)
 
 

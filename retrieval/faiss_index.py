@@ -34,6 +34,12 @@ class SnapshotError(Exception):
     """A snapshot file is missing, truncated or inconsistent; rebuild from the database."""
 
 
+def ivf_nprobe(settings: IndexSettings, nlist: int) -> int:
+    """Lists searched per query: the setting, but at least 1/16 of the lists, so recall does
+    not collapse as the number of lists grows with the collection."""
+    return min(nlist, max(settings.ivf_nprobe, nlist // 16))
+
+
 def gpu_count() -> int:
     get = getattr(faiss, "get_num_gpus", None)
     return int(get()) if get is not None else 0
@@ -69,7 +75,7 @@ class FaissIndex:
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         if train is not None and n:
             index.train(np.ascontiguousarray(train, dtype=np.float32))
-        index.nprobe = min(self._settings.ivf_nprobe, nlist)
+        index.nprobe = ivf_nprobe(self._settings, nlist)
         return index
 
     def __len__(self) -> int:
@@ -160,7 +166,7 @@ class FaissIndex:
         index._index = raw
         if meta["kind"] == "ivf":
             ivf: Any = faiss.extract_index_ivf(raw)
-            ivf.nprobe = min(settings.ivf_nprobe, ivf.nlist)
+            ivf.nprobe = ivf_nprobe(settings, ivf.nlist)
         index._ids = set(ids.tolist())
         return index, meta
 

@@ -70,12 +70,12 @@ def ingest_document(
 
     try:
         with db.session() as session:
-            current = repository.load_document_for_processing(session, document_id)
+            current = repository.lock_unfinished_document(session, document_id)
             if current is None:  # deleted meanwhile, or finished by another delivery
                 return IngestResult(Outcome.SKIPPED)
             repository.store_chunks(
                 session,
-                current[0],
+                current,
                 text,
                 [(s.ordinal, s.start, s.end, s.text) for s in spans],
                 embedder_id,
