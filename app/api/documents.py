@@ -18,6 +18,7 @@ from app.schemas import (
 )
 from core import repository
 from core.errors import DocumentError, RagError
+from core.models import Document
 from core.settings import IngestSettings
 from retrieval.parsing import detect_media_type
 
@@ -88,26 +89,25 @@ async def read_limited(upload: UploadFile, filename: str, limits: IngestSettings
     return b"".join(parts)
 
 
+def document_out(doc: Document, chunks: int) -> DocumentOut:
+    return DocumentOut(
+        document_id=doc.id,
+        filename=doc.filename,
+        status=doc.status,
+        chunks=chunks,
+        sha256=doc.sha256,
+        media_type=doc.media_type,
+        error=doc.error,
+    )
+
+
 @router.get("/v1/collections/{name}/documents")
 def list_documents(name: str, services: ServicesDep) -> DocumentList:
     """The collection's documents with their status and chunk counts."""
     with services.db.session() as session:
         collection = repository.get_collection(session, name)
         rows = repository.list_documents(session, collection.id)
-        return DocumentList(
-            documents=[
-                DocumentOut(
-                    document_id=doc.id,
-                    filename=doc.filename,
-                    status=doc.status,
-                    chunks=chunks,
-                    sha256=doc.sha256,
-                    media_type=doc.media_type,
-                    error=doc.error,
-                )
-                for doc, chunks in rows
-            ]
-        )
+        return DocumentList(documents=[document_out(doc, chunks) for doc, chunks in rows])
 
 
 @router.get("/v1/collections/{name}/documents/{document_id}")
@@ -116,16 +116,7 @@ def get_document(name: str, document_id: str, services: ServicesDep) -> Document
     with services.db.session() as session:
         collection = repository.get_collection(session, name)
         doc, chunks = repository.get_document(session, collection, document_id)
-        return DocumentDetail(
-            document_id=doc.id,
-            filename=doc.filename,
-            status=doc.status,
-            chunks=chunks,
-            sha256=doc.sha256,
-            media_type=doc.media_type,
-            error=doc.error,
-            text=doc.text,
-        )
+        return DocumentDetail(**document_out(doc, chunks).model_dump(), text=doc.text)
 
 
 @router.delete(
