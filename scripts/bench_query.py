@@ -117,8 +117,9 @@ def main() -> None:
             time.sleep(0.5)
 
         per_mode: dict[str, list[dict[str, Any]]] = {"steps": [], "one_call": []}
-        for q in questions:
-            for mode in per_mode:
+        # Mode by mode, so no mode runs on a prefix the other just left in the KV cache.
+        for mode in per_mode:
+            for q in questions:
                 body = {
                     "collection": "bench",
                     "question": q["question"],
