@@ -21,11 +21,16 @@ from core.migrate import upgrade
 from core.settings import BrokerSettings, DatabaseSettings, Settings
 from generation.generator import Generator
 from retrieval.embedders import EmbedderPool
-from tests.integration.services import PG_HOST, PG_PORT, ensure_postgres, ensure_redis
+from tests.integration.services import (
+    BROKER_DB,
+    PG_HOST,
+    PG_PORT,
+    ensure_postgres,
+    ensure_redis,
+)
 from workers.celery_app import make_celery
 
-REDIS_DB = 15
-REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
+REDIS_URL = f"redis://127.0.0.1:6379/{BROKER_DB}"
 
 
 @pytest.fixture(scope="session")

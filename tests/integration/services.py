@@ -19,6 +19,18 @@ START_REDIS = (
 )
 
 
+# Redis databases of one test run: the broker's (flushed at start) and the query cache's.
+# Override to run two test sessions side by side (e.g. RAG_TEST_REDIS_DBS=11,10).
+BROKER_DB, CACHE_DB = (int(n) for n in os.environ.get("RAG_TEST_REDIS_DBS", "15,13").split(","))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
 def answering(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):

@@ -5,7 +5,6 @@ adapter routing by model name the way vLLM routes LoRA adapters."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -17,17 +16,10 @@ from fastapi.testclient import TestClient
 from core.settings import GenerationSettings, OpenAISettings, PipelineSettings, Settings
 from generation.llamacpp_backend import bundled_model_path
 from generation.openai_backend import OpenAIGenerator
-from tests.integration.services import wait_for
+from tests.integration.services import free_port, wait_for
 from tests.integration.test_query import BIOS, ask, assert_citations_verified, ingest
 
 BASE, TUNED = "smollm2", "smollm2-support"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class LlamaServer:

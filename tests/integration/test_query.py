@@ -15,12 +15,12 @@ from fastapi.testclient import TestClient
 from core.settings import RedisSettings, Settings
 from generation.generator import Adapter, Completion, Message
 from tests.integration.conftest import new_collection, upload, wait_job
-from tests.integration.services import answering, wait_for
+from tests.integration.services import CACHE_DB, answering, free_port, wait_for
 
 BIOS = "foldoc-basic-input-output-system-20.md"
 SMTP = "foldoc-simple-mail-transfer-protocol-245.md"
 AGP = "foldoc-accelerated-graphics-port-662.md"
-CACHE_REDIS = "redis://127.0.0.1:6379/13"
+CACHE_REDIS = f"redis://127.0.0.1:6379/{CACHE_DB}"
 
 
 def ingest(client: TestClient, corpus: Path, *names: str) -> str:
@@ -133,7 +133,7 @@ def test_second_identical_query_is_cached_until_an_ingest(
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """A Redis server of this test's own, on a spare port, so the test can stop it."""
-    port = 6391
+    port = free_port()
     assert not answering("127.0.0.1", port)
     process = subprocess.Popen(
         [
