@@ -199,6 +199,55 @@ def ask(
         typer.echo(f'[{c["id"]}] {c["filename"]} [{c["start"]}:{c["end"]}] "{quote}"')
 
 
+@cli.command(name="migrate-embedder")
+def migrate_embedder(
+    collection: Annotated[str, typer.Option(help="Collection to re-embed.")],
+    to: Annotated[
+        str | None, typer.Option("--to", help="Embedder id (GET /v1/embedders lists them).")
+    ] = None,
+    rollback: Annotated[bool, typer.Option(help="Switch back to the previous embedder.")] = False,
+    url: UrlOption = "http://127.0.0.1:8000",
+    key: KeyOption = "",
+) -> None:
+    """Re-embed a collection with another embedder and switch to it, with a progress bar.
+
+    The collection keeps answering from its current index until the new one is verified.
+    Ctrl-C stops watching, not the migration (cancel with POST /admin/v1/jobs/{id}/cancel).
+    """
+    if rollback == (to is not None):
+        typer.echo("give either --to EMBEDDER or --rollback", err=True)
+        raise typer.Exit(2)
+    path = f"/admin/v1/collections/{collection}/embedder-migrations"
+    with _client(url, key) as client:
+        if rollback:
+            accepted = _check(client.post(f"{path}/rollback"))
+        else:
+            accepted = _check(client.post(path, json={"embedder": to}))
+        job = _watch_job(client, accepted["job_id"], "re-embedding")
+        info = _check(client.get(f"/v1/collections/{collection}"))
+    for error in job["errors"]:
+        typer.echo(f"  {error['message']}", err=True)
+    typer.echo(
+        f"{collection}: job {job['job_id']} {job['status']}; serving {info['embedder']} "
+        f"(previous: {info.get('previous_embedder')}), index version {info['index_version']}"
+    )
+    if job["status"] != "succeeded":
+        raise typer.Exit(1)
+
+
+def _watch_job(client: Any, job_id: str, label: str) -> dict[str, Any]:
+    from rich.progress import Progress
+
+    with Progress() as progress:
+        task = progress.add_task(label, total=None)
+        while True:
+            job: dict[str, Any] = _check(client.get(f"/admin/v1/jobs/{job_id}"))
+            progress.update(task, completed=job["progress"]["done"], total=job["progress"]["total"])
+            if job["status"] in ("succeeded", "failed", "cancelled"):
+                return job
+            time.sleep(0.5)
+
+
 @cli.command(name="eval")
 def evaluate(
     corpus: Annotated[Path, typer.Option(help="Folder of documents to ingest.")],

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api import adapters, collections, documents, health, jobs, query, search
+from app.api import embedders as embedders_api
 from app.errors import install_error_handlers
 from app.services import Services
 from core.settings import Settings, get_settings
@@ -42,6 +43,6 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (health, collections, documents, jobs, search, query, adapters):
+    for module in (health, collections, documents, jobs, search, query, adapters, embedders_api):
         app.include_router(module.router)
     return app

@@ -203,3 +203,27 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ok", "degraded"]
     checks: dict[str, str]
+
+
+class EmbedderOut(BaseModel):
+    id: str
+    dim: int
+    backend: str
+
+
+class EmbedderList(BaseModel):
+    embedders: list[EmbedderOut]
+
+
+class MigrationCreate(BaseModel):
+    embedder: str = Field(min_length=1, max_length=128)
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+
+
+class EmbeddingsPruned(BaseModel):
+    collection: str
+    embedder: str
+    deleted: int

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 from core import repository
@@ -60,7 +61,7 @@ class Services:
         services = cls(settings, db, embedders, indexes, searcher, queue, generator, cache, queries)
         if settings.embedded_worker:
             # The in-process worker thread shares this process's database and loaded model.
-            install_context(WorkerContext(settings, db, embedders))
+            install_context(WorkerContext(settings, db, embedders, queue))
             requeue_unfinished(db, queue)
         services._snapshots = threading.Thread(
             target=services._snapshot_loop, name="rag-snapshots", daemon=True
@@ -69,16 +70,25 @@ class Services:
         return services
 
     def _snapshot_loop(self) -> None:
-        """Warm every collection's index, then write snapshots of changed indexes periodically."""
+        """Warm every collection's index; then, periodically, keep embedder-migration targets
+        warm and write snapshots of changed indexes."""
         try:
             self.warm_indexes()
         except Exception:
             log.exception("warming indexes failed; they load on first search instead")
-        while not self._stop.wait(self.settings.index.snapshot_interval_s):
+        interval = self.settings.index.snapshot_interval_s
+        next_snapshot = time.monotonic() + interval
+        while not self._stop.wait(min(interval, self.settings.index.warm_interval_s)):
             try:
-                self.indexes.save_snapshots()
+                self.warm_migration_targets()
             except Exception:
-                log.exception("writing index snapshots failed")
+                log.exception("warming embedder-migration targets failed")
+            if time.monotonic() >= next_snapshot:
+                next_snapshot = time.monotonic() + interval
+                try:
+                    self.indexes.save_snapshots()
+                except Exception:
+                    log.exception("writing index snapshots failed")
 
     def warm_indexes(self) -> None:
         with self.db.session() as session:
@@ -87,6 +97,17 @@ class Services:
             ]
         for collection_id, embedder, version in active:
             self.indexes.get(collection_id, embedder, version)
+
+    def warm_migration_targets(self) -> None:
+        """Load each running migration's embedder and keep its index caught up, so the switch
+        costs a search only a small diff; forget indexes no collection serves any more."""
+        with self.db.session() as session:
+            active = {(c.id, c.embedder) for c in repository.list_collections(session)}
+            targets = {(c, e) for _, c, e in repository.active_migrations(session)}
+        for collection_id, embedder in targets:
+            self.embedders.get(embedder)
+            self.indexes.refresh(collection_id, embedder)
+        self.indexes.retain(active | targets)
 
     async def aclose(self) -> None:
         await self.generator.aclose()

@@ -49,6 +49,8 @@ class EmbedderSettings(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Extra sentence-transformers folders, id -> path: RAG_EMBEDDER__FOLDERS='{"my-model": "/m"}'.
     folders: dict[str, str] = Field(default_factory=dict)
+    # Chunks per embedder-migration batch task (the unit of work shared between workers).
+    migration_batch: int = 256
 
 
 class IndexSettings(BaseModel):
@@ -59,6 +61,8 @@ class IndexSettings(BaseModel):
     # gpu: auto uses faiss GPUs when faiss reports any.
     gpu: Literal["auto", "off"] = "auto"
     snapshot_interval_s: float = 30.0
+    # How often the API looks for running embedder migrations to warm their new index.
+    warm_interval_s: float = 2.0
     # Search asks the index for this many times top_k, so deletions not yet caught up can be
     # filtered out without returning fewer hits.
     overfetch: int = 2

@@ -154,6 +154,24 @@ class IndexStore:
                 written += 1
         return written
 
+    def refresh(self, collection_id: str, embedder: str) -> FaissIndex | None:
+        """Catch up with the database now, whatever the version says.
+
+        For an embedder migration's target: its vectors arrive without version bumps (the
+        collection does not serve them yet), so an index warmed ahead of the switch is kept
+        close to complete and the switch itself only has a small diff to apply.
+        """
+        entry = self._entry(collection_id, embedder)
+        with entry.lock:
+            self._sync(entry, collection_id, embedder)
+            return entry.index
+
+    def retain(self, keep: set[tuple[str, str]]) -> None:
+        """Forget in-memory indexes not in `keep` (their snapshots stay on disk)."""
+        with self._entries_lock:
+            for key in [k for k in self._entries if k not in keep]:
+                del self._entries[key]
+
     def drop(self, collection_id: str, embedder: str) -> None:
         with self._entries_lock:
             self._entries.pop((collection_id, embedder), None)

@@ -9,13 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready
 
 from core.settings import Settings, get_settings
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("rag", include=["workers.tasks.ingest"], set_as_current=False)
+    app = Celery(
+        "rag", include=["workers.tasks.ingest", "workers.tasks.migration"], set_as_current=False
+    )
     app.conf.update(
         broker_url=settings.broker.url or "memory://",
         result_backend=settings.broker.result_backend or None,
@@ -48,3 +50,26 @@ def _warm_up(**_: Any) -> None:
 
     context = get_context()
     context.embedders.get(context.settings.embedder.default)
+
+
+@worker_ready.connect
+def _resume_migrations(**_: Any) -> None:
+    """Resume embedder migrations whose tasks a killed worker may have taken with it.
+
+    Redis gives a dead worker's unacknowledged tasks back only after the visibility timeout;
+    planning again re-enqueues just the batches whose chunks still lack a vector.
+    """
+    from core import repository
+    from core.db import Database
+    from workers.queue import CeleryQueue, resume_migrations
+
+    settings = get_settings()
+    db = Database(settings)
+    queue = CeleryQueue(settings)
+    try:
+        with db.session() as session:
+            jobs = [job_id for job_id, _, _ in repository.active_migrations(session)]
+        resume_migrations(queue, jobs)
+    finally:
+        queue.close()
+        db.dispose()

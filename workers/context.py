@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from core.db import Database
 from core.settings import Settings, get_settings
 from retrieval.embedders import EmbedderPool
+
+if TYPE_CHECKING:
+    from workers.queue import TaskQueue
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,8 @@ class WorkerContext:
     settings: Settings
     db: Database
     embedders: EmbedderPool
+    # Where tasks enqueue follow-up tasks: the broker in a worker, the API's threads embedded.
+    queue: TaskQueue
 
 
 _context: WorkerContext | None = None
@@ -31,9 +37,14 @@ def get_context() -> WorkerContext:
     if _context is None:
         with _lock:
             if _context is None:
+                from workers.queue import make_queue
+
                 settings = get_settings()
                 _context = WorkerContext(
-                    settings, Database(settings), EmbedderPool(settings.embedder)
+                    settings,
+                    Database(settings),
+                    EmbedderPool(settings.embedder),
+                    make_queue(settings),
                 )
     return _context
 

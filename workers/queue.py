@@ -1,25 +1,28 @@
-"""Enqueue ingestion work: through the broker in deployment, or onto an in-process thread.
+"""Enqueue background work: through the broker in deployment, or onto in-process threads.
 
-The embedded queue runs the very same Celery task (`Task.apply`), one document at a time, on a
-single background thread of the API process. Nothing is held only in memory: the database
-records every queued document, and `requeue_unfinished` re-enqueues them after a restart.
+The embedded queue runs the very same Celery tasks (`Task.apply`) on background threads of the
+API process: one for ingestion, one for embedder migrations, so a long migration does not hold
+up new uploads. Nothing is held only in memory: the database records every queued document
+and unfinished migration, and `requeue_unfinished` re-enqueues them after a restart.
 """
 
 from __future__ import annotations
 
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Protocol
+from typing import Any, Protocol
 
 from core import repository
 from core.db import Database
 from core.settings import Settings
-from workers.task_names import INGEST_DOCUMENT
+from workers.task_names import INGEST_DOCUMENT, MIGRATION_PLAN
 
 log = logging.getLogger(__name__)
 
 
 class TaskQueue(Protocol):
+    def enqueue(self, task_name: str, args: list[Any]) -> None: ...
+    def enqueue_many(self, task_name: str, calls: list[list[Any]]) -> None: ...
     def enqueue_documents(self, document_ids: list[str]) -> None: ...
     def check(self) -> str:
         """ "ok", "embedded …" or "down" (for readiness)."""
@@ -37,9 +40,16 @@ class CeleryQueue:
         self._app = make_celery(settings)
         self._expires = settings.broker.task_expires_s
 
+    def enqueue(self, task_name: str, args: list[Any]) -> None:
+        self._app.send_task(task_name, args=args, expires=self._expires)
+
+    def enqueue_many(self, task_name: str, calls: list[list[Any]]) -> None:
+        with self._app.producer_or_acquire() as producer:
+            for args in calls:
+                self._app.send_task(task_name, args=args, expires=self._expires, producer=producer)
+
     def enqueue_documents(self, document_ids: list[str]) -> None:
-        for document_id in document_ids:
-            self._app.send_task(INGEST_DOCUMENT, args=[document_id], expires=self._expires)
+        self.enqueue_many(INGEST_DOCUMENT, [[document_id] for document_id in document_ids])
 
     def check(self) -> str:
         try:
@@ -55,29 +65,40 @@ class CeleryQueue:
 
 class EmbeddedQueue:
     def __init__(self) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-ingest")
+        self._ingest = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-ingest")
+        self._migrations = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-migrate")
         self._pending: set[Future[None]] = set()
 
+    def enqueue(self, task_name: str, args: list[Any]) -> None:
+        executor = self._ingest if task_name == INGEST_DOCUMENT else self._migrations
+        future = executor.submit(self._run, task_name, args)
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
+
+    def enqueue_many(self, task_name: str, calls: list[list[Any]]) -> None:
+        for args in calls:
+            self.enqueue(task_name, args)
+
     def enqueue_documents(self, document_ids: list[str]) -> None:
-        for document_id in document_ids:
-            future = self._executor.submit(self._run, document_id)
-            self._pending.add(future)
-            future.add_done_callback(self._pending.discard)
+        self.enqueue_many(INGEST_DOCUMENT, [[document_id] for document_id in document_ids])
 
     @staticmethod
-    def _run(document_id: str) -> None:
-        from workers.tasks.ingest import ingest_document
+    def _run(task_name: str, args: list[Any]) -> None:
+        import workers.tasks.ingest
+        import workers.tasks.migration  # noqa: F401  (registers the tasks)
+        from workers.celery_app import celery_app
 
-        result = ingest_document.apply(args=[document_id])
+        result = celery_app.tasks[task_name].apply(args=args)
         if result.failed():
-            log.error("ingesting document %s failed: %s", document_id, result.result)
+            log.error("task %s%s failed: %s", task_name, args, result.result)
 
     def check(self) -> str:
         return "embedded (in-process worker)"
 
     def close(self) -> None:
-        # Queued documents stay queued in the database and are picked up at the next start.
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        # Queued work stays recorded in the database and is picked up at the next start.
+        self._ingest.shutdown(wait=True, cancel_futures=True)
+        self._migrations.shutdown(wait=True, cancel_futures=True)
 
     def idle(self) -> bool:
         return not self._pending
@@ -88,10 +109,19 @@ def make_queue(settings: Settings) -> TaskQueue:
 
 
 def requeue_unfinished(db: Database, queue: TaskQueue) -> int:
-    """Re-enqueue documents the database still lists as queued or processing."""
+    """Re-enqueue documents still queued or processing, and resume unfinished migrations."""
     with db.session() as session:
         ids = repository.unfinished_documents(session)
+        migrations = repository.active_migrations(session)
     if ids:
         queue.enqueue_documents(ids)
         log.info("re-enqueued %d unfinished documents", len(ids))
+    resume_migrations(queue, [job_id for job_id, _, _ in migrations])
     return len(ids)
+
+
+def resume_migrations(queue: TaskQueue, job_ids: list[str]) -> None:
+    """Plan unfinished migrations again: only chunks still lacking a vector are re-planned."""
+    for job_id in job_ids:
+        queue.enqueue(MIGRATION_PLAN, [job_id])
+        log.info("resumed embedder migration %s", job_id)

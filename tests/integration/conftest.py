@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -18,7 +20,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from core.migrate import upgrade
-from core.settings import BrokerSettings, DatabaseSettings, Settings
+from core.settings import BrokerSettings, DatabaseSettings, EmbedderSettings, Settings
 from generation.generator import Generator
 from retrieval.embedders import EmbedderPool
 from tests.integration.services import (
@@ -60,6 +62,8 @@ def pg_settings(pg_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFa
         data_dir=tmp_path_factory.mktemp("data"),
         database=DatabaseSettings(url=pg_url, auto_migrate=False),
         broker=BrokerSettings(url=redis_url, result_backend=redis_url),
+        # Small migration batches, so a test can stop a worker in the middle of a migration.
+        embedder=EmbedderSettings(migration_batch=8),
     )
     upgrade(settings)
     return settings
@@ -73,6 +77,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         RAG_DATABASE__URL=settings.database.url,
         RAG_BROKER__URL=settings.broker.url,
         RAG_BROKER__RESULT_BACKEND=settings.broker.result_backend,
+        RAG_EMBEDDER__MIGRATION_BATCH=str(settings.embedder.migration_batch),
         TOKENIZERS_PARALLELISM="false",
     )
     return env
@@ -115,6 +120,18 @@ class WorkerProcess:
             if self.app.control.ping(timeout=0.5):
                 return
         raise RuntimeError(f"celery worker did not answer a ping; see {self.log_path}")
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool children at once: a crash, not a shutdown."""
+        assert self.process is not None
+        children = subprocess.run(
+            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True, check=False
+        ).stdout.split()
+        for pid in [self.process.pid, *map(int, children)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait()
+        self.process = None
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
