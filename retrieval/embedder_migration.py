@@ -57,7 +57,12 @@ def plan(db: Database, job_id: str, batch_size: int) -> Plan | None:
         missing = repository.missing_embedding_ids(session, job.collection_id, target)
         job.status = JobStatus.RUNNING
         job.started_at = job.started_at or utcnow()
-        job.params = {**job.params, "planned_max_id": missing[-1] if missing else 0}
+        # A resumed job may have lost its finalize task with a killed worker: plan it anew.
+        job.params = {
+            **job.params,
+            "planned_max_id": missing[-1] if missing else 0,
+            "finalizing": False,
+        }
         _update_progress(session, job)
     ranges = [
         (missing[i], missing[min(i + batch_size, len(missing)) - 1])

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from core import repository
 from core.db import Database
 from core.settings import Settings
+from retrieval.embedders import MINILM_INT8
 from tests.integration.conftest import new_collection, search, upload, wait_job
 
 ACID = "foldoc-acid-293.md"
@@ -68,3 +69,30 @@ def test_embedded_restart_finishes_documents_left_queued(
     second = make_client(settings)
     assert wait_job(second, job_id)["status"] == "succeeded"
     assert search(second, name, "BIOS")["hits"][0]["filename"] == BIOS
+
+
+def test_embedded_migration_switches_embedder_while_uploads_continue(
+    make_client: Callable[..., TestClient], tmp_path: Path, corpus: Path
+) -> None:
+    client = make_client(Settings(data_dir=tmp_path))
+    name = new_collection(client)
+    files = sorted(corpus.iterdir())[:12]
+    accepted = upload(client, name, [(p.name, p.read_bytes()) for p in files])
+    assert wait_job(client, accepted["job_id"])["status"] == "succeeded"
+
+    started = client.post(
+        f"/admin/v1/collections/{name}/embedder-migrations", json={"embedder": MINILM_INT8}
+    )
+    assert started.status_code == 202
+    # Migrations run on their own thread: an upload is not held up behind them.
+    late = upload(client, name, [(ACID, (corpus / ACID).read_bytes())])
+    assert wait_job(client, late["job_id"])["status"] == "succeeded"
+    job = wait_job(client, started.json()["job_id"])
+
+    assert job["status"] == "succeeded", job
+    info = client.get(f"/v1/collections/{name}").json()
+    assert info["embedder"] == MINILM_INT8
+    assert job["progress"]["done"] == info["chunks"]
+    result = search(client, name, "atomicity consistency isolation durability")
+    assert result["embedder"] == MINILM_INT8
+    assert result["hits"][0]["filename"] == ACID
