@@ -75,6 +75,17 @@ def get_collection(session: Session, name: str, *, for_update: bool = False) -> 
     return collection
 
 
+def collection_state(session: Session, name: str) -> tuple[int, str]:
+    """(index_version, active embedder) of a collection by name: two columns, no ORM object
+    (the cached-query path reads this on every request)."""
+    row = session.execute(
+        select(Collection.index_version, Collection.embedder).where(Collection.name == name)
+    ).one_or_none()
+    if row is None:
+        raise RagError("collection_not_found", f"collection {name!r} does not exist")
+    return int(row[0]), str(row[1])
+
+
 def list_collections(session: Session) -> Sequence[Collection]:
     return session.scalars(select(Collection).order_by(Collection.name)).all()
 

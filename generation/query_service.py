@@ -19,6 +19,8 @@ from generation.self_reasoning import Event, QueryOptions, SelfReasoningPipeline
 class PreparedQuery:
     options: QueryOptions
     cache_key: str
+    # The cached result, looked up while preparing (None: a miss, or the cache was skipped).
+    cached: dict[str, Any] | None = None
 
 
 class QueryService:
@@ -33,18 +35,25 @@ class QueryService:
         self._cache = cache
         self._db = db
         self._settings = settings
+        # Settings never change in a process: dump them into the key parts once.
+        self._pipeline_parts = settings.model_dump()
 
     @property
     def cache(self) -> QueryCache:
         return self._cache
 
     async def prepare(self, options: QueryOptions) -> PreparedQuery:
-        """Fail early (unknown collection or adapter, as RagError) and compute the cache key."""
-        version, embedder = await asyncio.to_thread(self._collection_state, options.collection)
+        """Fail early (unknown collection or adapter, as RagError), compute the cache key and
+        look it up — the collection read and the cache read in one trip to a thread."""
         if options.adapter is not None:
             served = [a.name for a in await self._pipeline.generator.adapters()]
             if options.adapter not in served:
                 raise AdapterNotFound(options.adapter, served)
+        return await asyncio.to_thread(self._prepare, options)
+
+    def _prepare(self, options: QueryOptions) -> PreparedQuery:
+        with self._db.session() as session:
+            version, embedder = repository.collection_state(session, options.collection)
         key = cache_key(
             question=options.question,
             collection=options.collection,
@@ -54,21 +63,14 @@ class QueryService:
             mode=options.mode,
             top_k=options.top_k,
             allow_unsupported=options.allow_unsupported,
-            pipeline=self._settings.model_dump(),
+            pipeline=self._pipeline_parts,
         )
-        return PreparedQuery(options, key)
-
-    def _collection_state(self, name: str) -> tuple[int, str]:
-        with self._db.session() as session:
-            collection = repository.get_collection(session, name)
-            return collection.index_version, collection.embedder
+        cached = self._cache.get(key) if options.use_cache else None
+        return PreparedQuery(options, key, cached)
 
     async def events(self, query: PreparedQuery) -> AsyncIterator[Event]:
-        cached = None
-        if query.options.use_cache:
-            cached = await asyncio.to_thread(self._cache.get, query.cache_key)
-        if cached is not None:
-            for replayed in replay(cached):
+        if query.cached is not None:
+            for replayed in replay(query.cached):
                 yield replayed
             return
         retrieval: dict[str, Any] = {}
@@ -90,9 +92,14 @@ class QueryService:
         return final
 
 
+def cached_body(cached: dict[str, Any]) -> dict[str, Any]:
+    """The response body of a cached result."""
+    return dict(cached["done"], cached=True)
+
+
 def replay(cached: dict[str, Any]) -> list[Event]:
     """The streaming events of a cached result, in contract order, marked cached."""
-    done = dict(cached["done"], cached=True)
+    done = cached_body(cached)
     return [
         ("retrieval", cached.get("retrieval", {})),
         ("relevance", {"relevance": done.get("relevance", [])}),

@@ -160,6 +160,8 @@ class OnnxMiniLMEmbedder:
     """
 
     MAX_TOKENS = 256
+    # Measured on a 2-core CPU (int8 kernels): batches of 8 embed ~2x faster than 64.
+    MAX_BATCH = 8
 
     def __init__(self, spec: EmbedderSpec, *, batch_size: int, num_threads: int) -> None:
         import onnxruntime
@@ -168,7 +170,7 @@ class OnnxMiniLMEmbedder:
         self.id = spec.id
         self.dim = spec.dim
         self._spec = spec
-        self._batch_size = batch_size
+        self._batch_size = max(1, min(batch_size, self.MAX_BATCH))
         options = onnxruntime.SessionOptions()
         if num_threads > 0:
             options.intra_op_num_threads = num_threads

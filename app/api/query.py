@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from app.deps import ServicesDep
 from app.schemas import QueryRequest, QueryResponse
 from core.errors import RagError
-from generation.query_service import PreparedQuery, QueryService
+from generation.query_service import PreparedQuery, QueryService, cached_body
 from generation.self_reasoning import QueryOptions
 
 router = APIRouter(tags=["query"])
@@ -39,6 +39,10 @@ async def query(body: QueryRequest, services: ServicesDep) -> Any:
     )
     queries = services.queries
     prepared = await queries.prepare(options)  # unknown collection/adapter: a plain error
+    if prepared.cached is not None and not body.stream:
+        # A hit was validated when it was computed: send it without building the model again.
+        content = json.dumps(cached_body(prepared.cached), separators=(",", ":"))
+        return Response(content, media_type="application/json")
     if body.stream:
         return StreamingResponse(
             sse(queries, prepared),

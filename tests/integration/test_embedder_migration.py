@@ -3,6 +3,7 @@ embedders (all-MiniLM-L6-v2 on torch, and its int8 ONNX export on onnxruntime)."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -298,3 +299,25 @@ def test_rollback_and_cache_never_serve_the_other_embedders_answer(
     assert collection(api, name)["previous_embedder"] is None
     active = api.delete(f"/admin/v1/collections/{name}/embeddings/{DEFAULT_EMBEDDER}")
     assert active.status_code == 409
+
+
+def test_cli_migrates_with_a_progress_bar_and_rolls_back(
+    api: TestClient, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from app import cli
+
+    name = ingest(api, corpus, 5)
+    # The CLI's HTTP client, pointed at the in-process API (a TestClient is an httpx.Client).
+    monkeypatch.setattr(cli, "_client", lambda *_: contextlib.nullcontext(api))
+    runner = CliRunner()
+
+    result = runner.invoke(cli.cli, ["migrate-embedder", "--collection", name, "--to", MINILM_INT8])
+    assert result.exit_code == 0, result.output
+    assert f"serving {MINILM_INT8}" in result.output
+    result = runner.invoke(cli.cli, ["migrate-embedder", "--collection", name, "--rollback"])
+    assert result.exit_code == 0, result.output
+    assert f"serving {DEFAULT_EMBEDDER}" in result.output
+    result = runner.invoke(cli.cli, ["migrate-embedder", "--collection", name])
+    assert result.exit_code == 2
