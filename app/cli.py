@@ -27,7 +27,14 @@ UPLOAD_BATCH = 50
 
 
 @cli.command()
-def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    graceful_timeout: Annotated[
+        int, typer.Option(help="Seconds in-flight requests may finish after SIGTERM.")
+    ] = 30,
+) -> None:
     """Start the API with the current settings (the embedded default when none are set)."""
     import uvicorn
 
@@ -42,7 +49,15 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
         f"rag serving on http://{host}:{port} ({mode}; data in {settings.data_dir.resolve()})",
         err=True,
     )
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers)
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        # On SIGTERM uvicorn stops accepting and waits this long for in-flight requests.
+        timeout_graceful_shutdown=graceful_timeout,
+    )
 
 
 @cli.command()
