@@ -38,9 +38,12 @@ def serve(
     """Start the API with the current settings (the embedded default when none are set)."""
     import uvicorn
 
+    from core.log_config import logging_config
+    from core.prometheus_dir import clear_multiprocess_dir
     from core.settings import get_settings
 
     settings = get_settings()
+    clear_multiprocess_dir()  # before the app (and its metrics) is imported
     if settings.embedded_worker and workers > 1:
         typer.echo("the embedded default runs one API process; ignoring --workers", err=True)
         workers = 1
@@ -57,6 +60,7 @@ def serve(
         workers=workers,
         # On SIGTERM uvicorn stops accepting and waits this long for in-flight requests.
         timeout_graceful_shutdown=graceful_timeout,
+        log_config=logging_config(settings.log),
     )
 
 
@@ -66,7 +70,10 @@ def worker(
     loglevel: str = "INFO",
 ) -> None:
     """Start a Celery worker with the current settings (needs RAG_BROKER__URL)."""
+    from core.prometheus_dir import clear_multiprocess_dir
     from core.settings import get_settings
+
+    clear_multiprocess_dir()  # before the tasks (and their metrics) are imported
     from workers.celery_app import celery_app
 
     settings = get_settings()
