@@ -51,6 +51,7 @@ RUN apt-get update \
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build --chown=rag:rag /app /app
 WORKDIR /app
+# TQDM_DISABLE: model-loading progress bars would break the one-JSON-object-per-line logs.
 # (DL3064 mistakes TOKENIZERS_PARALLELISM for a token; no secret is set here.)
 # hadolint ignore=DL3064
 ENV PATH=/opt/venv/bin:$PATH \
@@ -59,6 +60,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
     TOKENIZERS_PARALLELISM=false \
+    TQDM_DISABLE=1 \
     RAG_DATA_DIR=/data \
     PROMETHEUS_MULTIPROC_DIR=/run/prometheus
 # Numeric, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.

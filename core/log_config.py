@@ -15,12 +15,14 @@ from typing import Any
 from core.request_context import request_id
 from core.settings import LogSettings
 
-# Attributes every LogRecord has; anything else was passed through `extra=` and is kept.
+# Attributes every LogRecord has; anything else was passed through `extra=` and is kept
+# (except uvicorn's color_message, the message again with terminal escapes).
 _RECORD_FIELDS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
     "asctime",
     "request_id",
     "taskName",
+    "color_message",
 }
 
 
