@@ -430,3 +430,19 @@ def test_docker_compose_config_accepts_the_file(profile: str, tmp_path: Path) ->
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+# --- documentation ----------------------------------------------------------------------------
+
+
+def test_every_compose_variable_is_in_env_example_and_the_readme(
+    raw_compose: dict[str, Any], env_example: dict[str, str]
+) -> None:
+    used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", (REPO / "compose.yaml").read_text()))
+    assert used, raw_compose
+    missing = sorted(used - set(env_example))
+    assert not missing, f"add to .env.example: {missing}"
+    readme = (REPO / "README.md").read_text()
+    undocumented = sorted(name for name in env_example if f"`{name}`" not in readme)
+    assert not undocumented, f"add to the README's deployment table: {undocumented}"
+    assert "docs/scale-out.md" in readme and (REPO / "docs" / "scale-out.md").is_file()
