@@ -8,12 +8,14 @@ Dockerfile's structure (plus hadolint and `docker compose config` when they are 
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -269,6 +271,38 @@ def test_healthchecks_where_others_wait_for_health(compose: dict[str, Any]) -> N
         for dep, spec in depends_on(service).items():
             if spec.get("condition") == "service_healthy":
                 assert "healthcheck" in services[dep], f"{name} waits for {dep}'s health"
+
+
+@pytest.mark.parametrize("status", [200, 503])
+def test_api_healthcheck_passes_only_when_ready_and_sends_the_key(
+    compose: dict[str, Any], status: int
+) -> None:
+    """Runs the healthcheck command against a stand-in /readyz on a free port."""
+    seen: list[tuple[str, str | None]] = []
+
+    class Ready(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append((self.path, self.headers.get("Authorization")))
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Ready)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        command = compose["services"]["api"]["healthcheck"]["test"]
+        assert command[:3] == ["CMD", "python", "-c"]
+        source = command[3].replace(":8000/", f":{server.server_address[1]}/")
+        env = {**os.environ, "HEALTHCHECK_API_KEY": "k-query"}
+        result = subprocess.run(
+            [sys.executable, "-c", source], env=env, capture_output=True, check=False
+        )
+    finally:
+        server.shutdown()
+    assert (result.returncode == 0) == (status == 200)
+    assert seen == [("/readyz", "Bearer k-query")]
 
 
 @pytest.mark.parametrize("service", ["api", "api-cpu", "worker", "worker-cpu"])
