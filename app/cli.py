@@ -82,7 +82,9 @@ def worker(
             "RAG_BROKER__URL is not set: the embedded default ingests inside `rag serve`.", err=True
         )
         raise typer.Exit(2)
-    argv = ["worker", f"--loglevel={loglevel}", "-Q", "rag"]
+    # --quiet drops Celery's multi-line start-up banner, which is not a JSON log line.
+    quiet = ["--quiet"] if settings.log.format == "json" else []
+    argv = [*quiet, "worker", f"--loglevel={loglevel}", "-Q", "rag"]
     argv.append(f"--concurrency={concurrency or settings.broker.worker_concurrency}")
     celery_app.worker_main(argv)
 

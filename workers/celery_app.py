@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import setup_logging, worker_init, worker_process_init
+from celery.signals import setup_logging, worker_init, worker_process_init, worker_ready
 
 from core.settings import Settings, get_settings
 from workers import request_ids  # noqa: F401  (connects the request-id signal handlers)
@@ -66,12 +66,20 @@ def _serve_metrics(**_: Any) -> None:
     from prometheus_client import start_http_server
 
     from core.metrics import registry
+
+    start_http_server(port, registry=registry())
+
+
+@worker_ready.connect
+def _report_metrics(**_: Any) -> None:
+    # Logged here, not in worker_init: Celery sets up logging between the two signals.
     from core.prometheus_dir import multiprocess_dir
 
-    if multiprocess_dir() is None:
-        log.warning("PROMETHEUS_MULTIPROC_DIR is not set: pool processes' metrics are not seen")
-    start_http_server(port, registry=registry())
-    log.info("worker metrics on port %d", port)
+    port = get_settings().metrics.worker_port
+    if port:
+        log.info("worker metrics on port %d", port)
+        if multiprocess_dir() is None:
+            log.warning("PROMETHEUS_MULTIPROC_DIR is not set: pool processes are not counted")
 
 
 @worker_process_init.connect
