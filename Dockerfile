@@ -48,8 +48,10 @@ RUN apt-get update \
     && useradd --create-home --uid 10001 --gid rag rag \
     && mkdir -p /data /run/prometheus \
     && chown rag:rag /data /run/prometheus
+# Code and environment stay owned by root: the service user can write only /data and the
+# metrics folder.
 COPY --from=build /opt/venv /opt/venv
-COPY --from=build --chown=rag:rag /app /app
+COPY --from=build /app /app
 WORKDIR /app
 # TQDM_DISABLE: model-loading progress bars would break the one-JSON-object-per-line logs.
 # (DL3064 mistakes TOKENIZERS_PARALLELISM for a token; no secret is set here.)
