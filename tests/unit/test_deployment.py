@@ -417,8 +417,8 @@ def test_dockerfile_is_multi_stage_pinned_and_runs_as_non_root() -> None:
         name, _, tag = image.partition(":")
         assert tag and tag != "latest" and re.search(r"\d", tag), f"unpinned base image {image}"
     final = stages[-1]
-    users = [line.split()[1] for line in final if line.startswith("USER ")]
-    assert users and users[-1] not in {"root", "0"}
+    users = [line.split()[1].split(":")[0] for line in final if line.startswith("USER ")]
+    assert users and users[-1] not in {"root", "0"}, "the final stage must not run as root"
     final_text = " ".join(final)
     assert "build-essential" not in final_text and "cmake" not in final_text
     assert "HF_HUB_OFFLINE=1" in final_text, "models are baked in; never download at run time"
