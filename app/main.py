@@ -8,9 +8,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api import adapters, collections, documents, health, jobs, query, search
+from app.api import adapters, collections, documents, health, jobs, metrics, query, search
 from app.api import embedders as embedders_api
 from app.errors import install_error_handlers
+from app.middleware import RequestContextMiddleware
 from app.services import Services
 from core.settings import Settings, get_settings
 from generation.generator import Generator
@@ -43,6 +44,8 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
     for module in (health, collections, documents, jobs, search, query, adapters, embedders_api):
         app.include_router(module.router)
+    app.include_router(metrics.router)
     return app

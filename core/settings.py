@@ -132,6 +132,18 @@ class CacheSettings(BaseModel):
     memory_entries: int = 1024
 
 
+class LogSettings(BaseModel):
+    # json: one JSON object per line with the request id (deployment); text: for a terminal.
+    format: Literal["json", "text"] = "text"
+    level: str = "INFO"
+
+
+class MetricsSettings(BaseModel):
+    # Port on which each `rag worker` serves Prometheus metrics for its processes; 0: none.
+    # (The API serves /metrics itself.)
+    worker_port: int = 0
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RAG_", env_nested_delimiter="__", env_file=".env", extra="ignore"
@@ -146,6 +158,8 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @property
     def database_url(self) -> str:

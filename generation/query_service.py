@@ -9,6 +9,7 @@ from typing import Any
 
 from core import repository
 from core.db import Database
+from core.metrics import GENERATOR_TOKENS, QUERY_CACHE_REQUESTS, QUERY_STEP_SECONDS
 from core.settings import PipelineSettings
 from generation.generator import AdapterNotFound
 from generation.query_cache import QueryCache, cache_key
@@ -65,7 +66,10 @@ class QueryService:
             allow_unsupported=options.allow_unsupported,
             pipeline=self._pipeline_parts,
         )
-        cached = self._cache.get(key) if options.use_cache else None
+        cached = None
+        if options.use_cache:
+            cached = self._cache.get(key)
+            QUERY_CACHE_REQUESTS.labels("miss" if cached is None else "hit").inc()
         return PreparedQuery(options, key, cached)
 
     async def events(self, query: PreparedQuery) -> AsyncIterator[Event]:
@@ -77,6 +81,8 @@ class QueryService:
         async for event, data in self._pipeline.run(query.options):
             if event == "retrieval":
                 retrieval = data
+            if event == "done":
+                record_metrics(data)
             if event == "done" and "degraded" not in data:
                 await asyncio.to_thread(
                     self._cache.set, query.cache_key, {"retrieval": retrieval, "done": data}
@@ -95,6 +101,19 @@ class QueryService:
 def cached_body(cached: dict[str, Any]) -> dict[str, Any]:
     """The response body of a cached result."""
     return dict(cached["done"], cached=True)
+
+
+def record_metrics(done: dict[str, Any]) -> None:
+    """Step latencies and generator tokens of a query the pipeline ran (cached ones cost none)."""
+    for step, ms in (done.get("timings_ms") or {}).items():
+        if isinstance(ms, int | float):
+            QUERY_STEP_SECONDS.labels(step).observe(ms / 1000)
+    usage = done.get("usage") or {}
+    # cached_prompt: prompt tokens the server took from its prefix cache (vLLM, when reported).
+    for kind in ("prompt", "completion", "cached_prompt"):
+        tokens = usage.get(f"{kind}_tokens")
+        if isinstance(tokens, int) and tokens > 0:
+            GENERATOR_TOKENS.labels(kind).inc(tokens)
 
 
 def replay(cached: dict[str, Any]) -> list[Event]:

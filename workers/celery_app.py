@@ -6,12 +6,16 @@ thread through `Task.apply` (see workers/queue.py); the broker URL below is then
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import setup_logging, worker_init, worker_process_init, worker_ready
 
 from core.settings import Settings, get_settings
+from workers import request_ids  # noqa: F401  (connects the request-id signal handlers)
+
+log = logging.getLogger(__name__)
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -41,6 +45,43 @@ def make_celery(settings: Settings) -> Celery:
 
 
 celery_app = make_celery(get_settings())
+
+
+@setup_logging.connect
+def _configure_logging(**_: Any) -> None:
+    """Our log format (JSON in deployment, with the request id) instead of Celery's."""
+    from core.log_config import configure_logging
+
+    configure_logging(get_settings().log)
+
+
+@worker_init.connect
+def _serve_metrics(**_: Any) -> None:
+    """In the worker's main process, before the fork: serve /metrics for all its processes.
+
+    The pool's children count ingestion; only prometheus_client's multiprocess mode
+    (PROMETHEUS_MULTIPROC_DIR, set in the image) lets this process report their values.
+    """
+    port = get_settings().metrics.worker_port
+    if not port:
+        return
+    from prometheus_client import start_http_server
+
+    from core.metrics import registry
+
+    start_http_server(port, registry=registry())
+
+
+@worker_ready.connect
+def _report_metrics(**_: Any) -> None:
+    # Logged here, not in worker_init: Celery sets up logging between the two signals.
+    from core.prometheus_dir import multiprocess_dir
+
+    port = get_settings().metrics.worker_port
+    if port:
+        log.info("worker metrics on port %d", port)
+        if multiprocess_dir() is None:
+            log.warning("PROMETHEUS_MULTIPROC_DIR is not set: pool processes are not counted")
 
 
 @worker_process_init.connect

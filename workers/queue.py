@@ -8,6 +8,7 @@ and unfinished migration, and `requeue_unfinished` re-enqueues them after a rest
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
@@ -29,6 +30,10 @@ class TaskQueue(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    def depth(self) -> int | None:
+        """Tasks waiting to run (for /metrics); None when it cannot be read."""
+        ...
 
 
 class CeleryQueue:
@@ -62,6 +67,17 @@ class CeleryQueue:
     def close(self) -> None:
         self._app.close()
 
+    def depth(self) -> int | None:
+        """LLEN of the queue's list in the broker Redis (Celery's Redis transport keeps a
+        queue as a list named after it)."""
+        try:
+            with self._app.connection_for_read() as conn:
+                conn.ensure_connection(max_retries=1, timeout=2)
+                client = conn.default_channel.client
+                return int(client.llen(self._app.conf.task_default_queue))
+        except Exception:
+            return None
+
 
 class EmbeddedQueue:
     def __init__(self) -> None:
@@ -71,7 +87,9 @@ class EmbeddedQueue:
 
     def enqueue(self, task_name: str, args: list[Any]) -> None:
         executor = self._ingest if task_name == INGEST_DOCUMENT else self._migrations
-        future = executor.submit(self._run, task_name, args)
+        # A copy of the caller's context carries its request id into the worker thread.
+        context = contextvars.copy_context()
+        future = executor.submit(context.run, self._run, task_name, args)
         self._pending.add(future)
         future.add_done_callback(self._pending.discard)
 
@@ -102,6 +120,10 @@ class EmbeddedQueue:
 
     def idle(self) -> bool:
         return not self._pending
+
+    def depth(self) -> int:
+        """Documents queued on the worker thread, the running one included."""
+        return len(self._pending)
 
 
 def make_queue(settings: Settings) -> TaskQueue:

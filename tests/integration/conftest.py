@@ -29,6 +29,7 @@ from tests.integration.services import (
     PG_PORT,
     ensure_postgres,
     ensure_redis,
+    free_port,
 )
 from workers.celery_app import make_celery
 
@@ -91,9 +92,20 @@ class WorkerProcess:
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
         self.app = make_celery(settings)
+        # Deployment-shaped observability: JSON log lines, and the pool's metrics merged through
+        # prometheus_client's multiprocess folder and served on a port of the main process.
+        self.metrics_port = free_port()
+        self.metrics_dir = log_path.parent / "prometheus"
 
     def start(self) -> None:
         log = self.log_path.open("ab")
+        self.metrics_dir.mkdir(exist_ok=True)
+        env = settings_env(self.settings)
+        env.update(
+            RAG_LOG__FORMAT="json",
+            RAG_METRICS__WORKER_PORT=str(self.metrics_port),
+            PROMETHEUS_MULTIPROC_DIR=str(self.metrics_dir),
+        )
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -109,7 +121,7 @@ class WorkerProcess:
                 "--loglevel=INFO",
                 f"--hostname=test-{uuid.uuid4().hex[:6]}@%h",
             ],
-            env=settings_env(self.settings),
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
