@@ -38,12 +38,38 @@ class Passage:
         return self.hit.text[s.start : s.end]
 
 
+# A "sentence" shorter than this (a heading, a term on its own line) is joined to the next:
+# alone it is poor evidence, and a small model picking it cites a title without its content.
+MIN_SENTENCE_CHARS = 40
+
+
 def make_passages(hits: list[Hit]) -> list[Passage]:
     passages = []
     for number, hit in enumerate(hits, 1):
-        sentences = tuple(split_sentences(hit.text)) or (Sentence(0, len(hit.text)),)
+        sentences = tuple(join_short(split_sentences(hit.text))) or (Sentence(0, len(hit.text)),)
         passages.append(Passage(number, hit, sentences))
     return passages
+
+
+def join_short(sentences: list[Sentence]) -> list[Sentence]:
+    """Merge each run of short sentences into the sentence that follows it (or, at the end,
+    into the one before); offsets stay exact, the span covers what lies between."""
+    out: list[Sentence] = []
+    pending: int | None = None  # start of short sentences waiting for a longer one
+    for s in sentences:
+        start = s.start if pending is None else pending
+        if s.end - start < MIN_SENTENCE_CHARS:
+            pending = start
+            continue
+        out.append(Sentence(start, s.end))
+        pending = None
+    if pending is not None:
+        last = sentences[-1]
+        if out:
+            out[-1] = Sentence(out[-1].start, last.end)
+        else:
+            out.append(Sentence(pending, last.end))
+    return out
 
 
 def _display(text: str) -> str:

@@ -13,7 +13,6 @@ evidence, analysis, answer, done.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -26,6 +25,7 @@ from core.errors import RagError
 from core.settings import PipelineSettings
 from generation import prompts
 from generation.generator import Completion, Generator, GeneratorUnavailable, Message
+from generation.grounding import grounded_answer, salvage_json
 from generation.prompts import Passage
 from retrieval.search import Hit, Searcher
 
@@ -180,7 +180,11 @@ class SelfReasoningPipeline:
                 "citations": final.get("citations", []),
                 "relevance": final.get("relevance", []),
                 "evidence": final.get("evidence", []),
-                **{k: v for k, v in final.items() if k in ("supported", "degraded", "hits")},
+                **{
+                    k: v
+                    for k, v in final.items()
+                    if k in ("supported", "degraded", "hits", "answer_source")
+                },
                 "cached": False,
                 "model": model,
                 "mode": options.mode,
@@ -246,7 +250,7 @@ class SelfReasoningPipeline:
             lambda data: parse_analysis(data, s.analysis_max_chars, s.answer_max_chars),
         )
         run.mark("analysis", clock)
-        async for item in self._finish(judged, evidence, analysis, answer):
+        async for item in self._finish(options.question, judged, evidence, analysis, answer):
             yield item
 
     async def _single_pass(
@@ -290,7 +294,7 @@ class SelfReasoningPipeline:
             return
         evidence = await self._verified(evidence)
         yield "evidence", {"evidence": [asdict(e) for e in evidence]}
-        async for item in self._finish(judged, evidence, analysis, answer):
+        async for item in self._finish(options.question, judged, evidence, analysis, answer):
             yield item
 
     async def _one_call(
@@ -371,9 +375,19 @@ class SelfReasoningPipeline:
         )
 
     async def _finish(
-        self, judged: list[Judgement], evidence: list[Evidence], analysis: str, answer: str
+        self,
+        question: str,
+        judged: list[Judgement],
+        evidence: list[Evidence],
+        analysis: str,
+        answer: str,
     ) -> AsyncIterator[Event]:
         analysis, cited = repair_markers(analysis, evidence)
+        # Best-ranked document first: an extractive answer comes from the top relevant hit.
+        ranked = sorted(evidence, key=lambda e: _sentence_rank(e.sentence))
+        answer, source = grounded_answer(
+            answer, question, [e.quote for e in ranked], self._settings.answer_max_chars
+        )
         citations = [_citation(e) for e in evidence if e.id in cited] or [
             _citation(e) for e in evidence
         ]
@@ -388,6 +402,7 @@ class SelfReasoningPipeline:
                 "relevance": [asdict(j) for j in judged],
                 "evidence": [asdict(e) for e in evidence],
                 "supported": bool(citations),
+                "answer_source": source,
             },
         )
 
@@ -470,7 +485,7 @@ class SelfReasoningPipeline:
 
 def _json(completion: Completion) -> Any:
     try:
-        return json.loads(completion.text)
+        return salvage_json(completion.text)
     except ValueError as exc:
         truncated = " (the reply was cut off)" if completion.finish_reason == "length" else ""
         raise StepOutputError(f"not valid JSON{truncated}") from exc
@@ -547,9 +562,10 @@ def _evidence_from_ids(
 def parse_analysis(data: Any, analysis_chars: int, answer_chars: int) -> tuple[str, str]:
     if not isinstance(data, dict):
         raise StepOutputError("the reply is not a JSON object")
-    analysis, answer = data.get("analysis"), data.get("answer")
-    if not isinstance(analysis, str) or not isinstance(answer, str) or not answer.strip():
-        raise StepOutputError("analysis and a non-empty answer are required")
+    analysis, answer = data.get("analysis"), data.get("answer", "")
+    if not isinstance(analysis, str) or not isinstance(answer, str):
+        raise StepOutputError("analysis and answer must be strings")
+    # An empty answer (say, cut off by the token limit) is replaced from the evidence later.
     return clip(analysis, analysis_chars), clip(answer, answer_chars)
 
 
@@ -581,6 +597,11 @@ def repair_markers(analysis: str, evidence: list[Evidence]) -> tuple[str, list[i
 
     repaired = _MARKER.sub(replace, analysis)
     return re.sub(r"[ \t]{2,}", " ", repaired).strip(), cited
+
+
+def _sentence_rank(sentence_id: str) -> tuple[int, int]:
+    document, _, sentence = sentence_id.partition(".")
+    return int(document), int(sentence or 0)
 
 
 def _citation(e: Evidence) -> Citation:

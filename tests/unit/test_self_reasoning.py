@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from generation.grounding import grounded_answer, salvage_json
 from generation.prompts import evidence_schema, make_passages, relevance_schema, system_message
 from generation.self_reasoning import (
     StepOutputError,
@@ -16,8 +17,8 @@ from retrieval.search import Hit
 
 DOC = (
     "Intro line that is not a chunk. "
-    "BIOS stands for Basic Input/Output System. It is stored in ROM. "
-    "It loads the operating system."
+    "BIOS stands for Basic Input/Output System. It is stored in ROM on every PC's board. "
+    "It loads the operating system from the disk."
 )
 
 
@@ -108,3 +109,42 @@ def test_documents_cannot_break_out_of_their_fence() -> None:
 def test_over_long_fields_are_clipped_at_a_word() -> None:
     assert clip("short", 10) == "short"
     assert clip("one two three four five", 12) == "one two…"
+
+
+def test_short_lines_join_the_sentence_after_them() -> None:
+    text = "# Simple Mail Transfer Protocol\n\nSMTP\n\n   (SMTP) A protocol for moving mail."
+    passages = make_passages([Hit(1, "d", "f.md", text, 0.9, 100, 100 + len(text))])
+    first = passages[0].sentence_text(0)
+    assert first.startswith("# Simple Mail Transfer Protocol") and first.endswith("mail.")
+    assert len(passages[0].sentences) == 1
+
+
+def test_truncated_json_is_salvaged() -> None:
+    assert salvage_json('{"analysis": "BIOS is [1]", "answer": "Basic In') == {
+        "analysis": "BIOS is [1]",
+        "answer": "Basic In",
+    }
+    assert salvage_json('{"evidence": [{"sentence": "1.1", "reason": "x"},') == {
+        "evidence": [{"sentence": "1.1", "reason": "x"}]
+    }
+    with pytest.raises(ValueError):
+        salvage_json("no json here")
+
+
+@pytest.mark.parametrize(
+    ("answer", "source"),
+    [
+        ("Basic Input/Output System", "model"),
+        ("It stands for the Basic Input/Output System.", "model"),
+        ("BIOS", "extractive"),  # restates the question
+        ("2.3", "extractive"),  # a sentence id, not an answer
+        ("clamping", "extractive"),  # not in the evidence
+        ("", "extractive"),
+    ],
+)
+def test_answers_the_evidence_does_not_support_become_extractive(answer: str, source: str) -> None:
+    quotes = ["# Basic Input/Output System BIOS (BIOS) The firmware that boots a PC."]
+    final, used = grounded_answer(answer, "What does BIOS stand for?", quotes, 40)
+    assert used == source
+    if source == "extractive":
+        assert final == "# Basic Input/Output System BIOS (BIOS)…"

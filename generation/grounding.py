@@ -1,0 +1,98 @@
+"""Checks that keep a weak model's output usable: salvaging a reply cut off mid-JSON, and an
+answer that must be supported by the selected evidence or is replaced by an extractive one.
+
+Pure functions, no I/O. A capable model's replies pass through unchanged: its JSON is complete
+and its answers use words of the evidence it cited.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal
+
+_WORD = re.compile(r"[a-z0-9]+(?:['/-][a-z0-9]+)*")
+_STOPWORDS = frozenset(
+    """a an the and or but if of to in on at by for with from as is are was were be been being
+    it its this that these those there here what which who whom whose when where why how does do
+    did done not no yes so than then too very can could should would will shall may might must
+    has have had having about into over under also just only such any all some each both either
+    neither one two i you he she we they them their our your his her my me us answer question
+    document documents evidence sentence sentences stand stands stood mean means meant
+    called""".split()
+)
+
+AnswerSource = Literal["model", "extractive"]
+
+
+def salvage_json(text: str) -> Any:
+    """Parse `text`, or — when it stops mid-way (the token limit cut it off) — parse it with its
+    open string, arrays and objects closed. Raises ValueError if that does not parse either."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    closers: list[str] = []
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            closers.append("}" if ch == "{" else "]")
+        elif ch in "}]" and closers:
+            closers.pop()
+    if not closers:
+        raise ValueError("not valid JSON")
+    tail = text[:-1] if escaped else text
+    if in_string:
+        tail += '"'
+    tail = tail.rstrip().rstrip(",")
+    if tail.endswith(":"):
+        tail += ' ""'
+    return json.loads(tail + "".join(reversed(closers)))
+
+
+def _content_words(text: str) -> set[str]:
+    words = set()
+    for word in _WORD.findall(text.casefold()):
+        if word in _STOPWORDS or word.isdigit() or len(word) < 2:
+            continue
+        words.add(word[:-1] if len(word) > 3 and word.endswith("s") else word)
+    return words
+
+
+def is_supported(answer: str, question: str, quotes: list[str]) -> bool:
+    """True when the answer says something the question did not, and what it says is mostly
+    in the evidence: at least one new content word, half of them found in the quotes."""
+    new = _content_words(answer) - _content_words(question)
+    if not new:
+        return False
+    found = new & _content_words(" ".join(quotes))
+    return len(found) * 2 >= len(new)
+
+
+def extractive_answer(quotes: list[str], limit: int) -> str:
+    """The first evidence quote as the answer, whitespace collapsed, clipped at a word."""
+    text = " ".join(quotes[0].split()) if quotes else ""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip() + "…"
+
+
+def grounded_answer(
+    answer: str, question: str, quotes: list[str], limit: int
+) -> tuple[str, AnswerSource]:
+    """The model's answer when the evidence supports it, else an extractive one from the
+    evidence (which was verified verbatim), so a weak model still gives a usable answer."""
+    if not quotes or (answer.strip() and is_supported(answer, question, quotes)):
+        return answer, "model"
+    return extractive_answer(quotes, limit), "extractive"
