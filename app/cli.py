@@ -15,9 +15,12 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from app.cli_keys import keys
+
 cli = typer.Typer(
     help="Retrieval-augmented generation service with self-reasoning.", no_args_is_help=True
 )
+cli.add_typer(keys, name="keys")
 
 UrlOption = Annotated[str, typer.Option(envvar="RAG_URL", help="Base URL of a running service.")]
 KeyOption = Annotated[
@@ -34,6 +37,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     from core.settings import get_settings
 
     settings = get_settings()
+    _refuse_open_bind(host, settings)
     if settings.embedded_worker and workers > 1:
         typer.echo("the embedded default runs one API process; ignoring --workers", err=True)
         workers = 1
@@ -43,6 +47,34 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
         err=True,
     )
     uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers)
+
+
+def _refuse_open_bind(host: str, settings: Any) -> None:
+    """Exit before binding when `host` is reachable from outside and no API key exists."""
+    from app.auth import bind_refusal, is_loopback
+    from core import api_keys
+    from core.db import Database
+    from core.migrate import upgrade
+
+    if settings.database.auto_migrate:
+        upgrade(settings)
+    db = Database(settings)
+    try:
+        with db.session() as session:
+            keys_exist = api_keys.active_key_count(session) > 0
+    finally:
+        db.dispose()
+    refusal = bind_refusal(host, keys_exist, settings)
+    if refusal:
+        typer.echo(refusal, err=True)
+        raise typer.Exit(2)
+    if not keys_exist:
+        why = "it is loopback" if is_loopback(host) else "RAG_AUTH__ALLOW_UNAUTHENTICATED is set"
+        typer.echo(
+            f"no API keys: serving on {host} without authentication ({why}); "
+            "create one with `rag keys create --role admin`",
+            err=True,
+        )
 
 
 @cli.command()

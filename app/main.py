@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api import adapters, collections, documents, health, jobs, query, search
+from app.auth import AuthGuard, AuthMiddleware
 from app.errors import install_error_handlers
 from app.services import Services
 from core.settings import Settings, get_settings
@@ -29,11 +30,13 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = Services.start(settings, embedders, generator)
         app.state.services = services
+        app.state.auth = AuthGuard.start(settings, services.db)
         if settings.embedded_worker:
             log.info("embedded mode: ingestion runs on an in-process worker thread")
         try:
             yield
         finally:
+            app.state.auth.close()
             await services.aclose()
 
     app = FastAPI(
@@ -42,6 +45,8 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # Every path but /healthz needs a key once keys exist (app/auth.py).
+    app.add_middleware(AuthMiddleware)
     for module in (health, collections, documents, jobs, search, query, adapters):
         app.include_router(module.router)
     return app
