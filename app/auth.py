@@ -6,8 +6,9 @@ route — is covered without anyone remembering to opt in. Only `/healthz` is op
 load balancer or orchestrator probes it without credentials and it reveals nothing.
 
 Rules (../shared/API.md, "Auth"):
-- no active key in the database: every route is open (the local embedded default; `rag serve`
-  refuses a non-loopback address in that state, see `bind_refusal`);
+- no key was ever created: every route is open (the local embedded default; `rag serve`
+  refuses a non-loopback address in that state, see `bind_refusal`). Revoked keys count: revoking
+  the last key leaves the service closed, not open;
 - otherwise `Authorization: Bearer <key>` is required: missing or invalid → 401;
   `/admin/...` needs an admin key, a query key there → 403; admin keys may call everything;
 - each key gets `rate_limit.<role>_per_minute` requests per minute → 429 with `Retry-After`.
@@ -102,7 +103,7 @@ class AuthGuard:
         if cached is not None and now - cached[0] < self._ttl:
             return cached[1]
         with self._db.session() as session:
-            exist = api_keys.active_key_count(session) > 0
+            exist = api_keys.key_count(session) > 0
         self._keys_exist = (now, exist)
         return exist
 

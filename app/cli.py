@@ -61,7 +61,7 @@ def _refuse_open_bind(host: str, settings: Any) -> None:
     db = Database(settings)
     try:
         with db.session() as session:
-            keys_exist = api_keys.active_key_count(session) > 0
+            keys_exist = api_keys.key_count(session) > 0
     finally:
         db.dispose()
     refusal = bind_refusal(host, keys_exist, settings)

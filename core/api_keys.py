@@ -80,8 +80,10 @@ def revoke_api_key(session: Session, key_id: str) -> ApiKey:
     return row
 
 
-def active_key_count(session: Session) -> int:
-    return int(session.scalar(select(func.count()).where(ApiKey.revoked_at.is_(None))) or 0)
+def key_count(session: Session) -> int:
+    """Keys ever created, revoked ones included: once an operator has made a key the service
+    stays closed, so revoking the last key (say, a leaked one) never opens it to everyone."""
+    return int(session.scalar(select(func.count()).select_from(ApiKey)) or 0)
 
 
 def active_key(session: Session, key_id: str) -> ApiKey | None:
