@@ -11,8 +11,12 @@ import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
+from kombu.exceptions import KombuError
+from redis.exceptions import RedisError
+
 from core import repository
 from core.db import Database
+from core.errors import RagError
 from core.settings import Settings
 from workers.task_names import INGEST_DOCUMENT
 
@@ -38,8 +42,15 @@ class CeleryQueue:
         self._expires = settings.broker.task_expires_s
 
     def enqueue_documents(self, document_ids: list[str]) -> None:
-        for document_id in document_ids:
-            self._app.send_task(INGEST_DOCUMENT, args=[document_id], expires=self._expires)
+        """Raises RagError("broker_unavailable") when the broker cannot take the tasks."""
+        try:
+            for document_id in document_ids:
+                self._app.send_task(INGEST_DOCUMENT, args=[document_id], expires=self._expires)
+        except (KombuError, RedisError, OSError) as exc:
+            log.warning("cannot send ingestion tasks: %s", exc.__class__.__name__)
+            raise RagError(
+                "broker_unavailable", "the task queue is unavailable; retry the upload later"
+            ) from exc
 
     def check(self) -> str:
         try:

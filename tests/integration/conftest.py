@@ -73,6 +73,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         RAG_DATABASE__URL=settings.database.url,
         RAG_BROKER__URL=settings.broker.url,
         RAG_BROKER__RESULT_BACKEND=settings.broker.result_backend,
+        RAG_BROKER__VISIBILITY_TIMEOUT_S=str(settings.broker.visibility_timeout_s),
         TOKENIZERS_PARALLELISM="false",
     )
     return env
