@@ -30,7 +30,12 @@ def make_celery(settings: Settings) -> Celery:
         task_default_queue="rag",
         broker_connection_retry_on_startup=True,
         # Redis re-delivers unacknowledged tasks after this long (a worker died holding them).
-        broker_transport_options={"visibility_timeout": settings.broker.visibility_timeout_s},
+        # Unacknowledged tasks are swept back every 10 s (kombu's default throttle makes it 100 s)
+        # once they are older than the visibility timeout: one cheap sorted-set query per sweep.
+        broker_transport_options={
+            "visibility_timeout": settings.broker.visibility_timeout_s,
+            "unacked_restore_throttle": 1,
+        },
         worker_hijack_root_logger=False,
         # A pool child loads the embedder in worker_process_init before it reports "up"; on a
         # busy CPU that takes longer than Celery's 4 s default, and a replacement child (after

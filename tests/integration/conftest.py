@@ -113,8 +113,12 @@ class WorkerProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"celery worker exited; see {self.log_path}")
-            if self.app.control.ping(timeout=0.5):
-                return
+            try:
+                if self.app.control.ping(timeout=0.5):
+                    return
+            except (redis.RedisError, OSError):
+                # A broker that just restarted can drop the first control connections.
+                time.sleep(0.5)
         raise RuntimeError(f"celery worker did not answer a ping; see {self.log_path}")
 
     def stop(self) -> None:

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ from glob import glob
 from pathlib import Path
 
 import psycopg
+import redis
 
 from core.migrate import upgrade
 from core.settings import DatabaseSettings, Settings
@@ -122,6 +124,18 @@ class PrivateRedis:
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
         if not wait_for("127.0.0.1", self.port):
             raise RuntimeError("private redis-server did not start")
+        # An open port is not enough: while it loads its append-only file Redis drops clients.
+        client = redis.Redis(port=self.port, socket_timeout=1)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if client.ping():
+                    break
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        client.close()
 
     def kill(self) -> None:
         if self.process is not None:

@@ -22,7 +22,7 @@ from tests.integration.conftest import WorkerProcess, new_collection, upload, wa
 from tests.integration.isolated import PrivateRedis
 
 # Enough text that embedding it takes a few seconds, so the kill lands mid-task.
-CORPUS_SLICE = 60
+CORPUS_SLICE = 40
 
 
 def big_document(corpus: Path) -> bytes:
@@ -140,6 +140,8 @@ def test_whole_worker_killed_and_broker_restarted_loses_nothing(
         queued = new_collection(api, "queued")
         job_id = upload(api, queued, [("big.md", data)])["job_id"]
         broker.restart()
+        # A fresh control client: the old one's pooled connection died with the broker.
+        worker = WorkerProcess(settings, tmp_path / "worker.log")
         worker.start()
         assert wait_job(api, job_id, timeout=240)["status"] == "succeeded"
         assert chunk_count(api, queued) == expected
