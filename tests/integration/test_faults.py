@@ -18,7 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from app.main import create_app
@@ -27,8 +26,13 @@ from generation.generator import Generator
 from generation.openai_backend import OpenAIGenerator
 from retrieval.embedders import EmbedderPool
 from tests.integration.conftest import new_collection, upload, wait_job
-from tests.integration.isolated import PrivatePostgres, embedded_pg_settings, own_database
-from tests.integration.services import free_port, wait_for
+from tests.integration.isolated import (
+    PrivatePostgres,
+    ServerThread,
+    embedded_pg_settings,
+    own_database,
+)
+from tests.integration.services import free_port
 
 BIOS = "foldoc-basic-input-output-system-20.md"
 
@@ -231,31 +235,6 @@ def test_slow_or_garbled_generator_gives_503_never_500(
 
 
 # --- The same file uploaded concurrently over real HTTP -----------------------------------------
-
-
-class ServerThread:
-    """The app under a real uvicorn server on 127.0.0.1, in a thread of this process."""
-
-    def __init__(self, app: Any) -> None:
-        self.port = free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 120
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.1)
-        assert wait_for("127.0.0.1", self.port)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def close(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=60)
 
 
 def test_concurrent_http_uploads_of_one_file_store_exactly_one_copy(

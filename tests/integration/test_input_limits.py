@@ -69,3 +69,14 @@ def test_over_limit_requests_get_clean_errors(client: TestClient) -> None:
         "/v1/search", content=b"{not json", headers={"content-type": "application/json"}
     )
     error(malformed, 422, "validation_error")
+
+
+def test_bad_adapter_path_is_a_client_error_not_a_503(client: TestClient, tmp_path: Path) -> None:
+    """The real embedded generator: a missing file or a file that is not a LoRA GGUF is 400."""
+    missing = {"name": "tuned", "path": str(tmp_path / "missing.gguf")}
+    error(client.post("/admin/v1/adapters", json=missing), 400, "bad_request")
+    not_gguf = tmp_path / "notes.gguf"
+    not_gguf.write_bytes(b"this is not a GGUF file at all")
+    response = client.post("/admin/v1/adapters", json={"name": "tuned", "path": str(not_gguf)})
+    error(response, 400, "bad_request")
+    assert client.get("/v1/adapters").json() == {"adapters": []}
