@@ -112,6 +112,7 @@ class PrivateRedis:
     def __init__(self, directory: Path, *, appendonly: bool = False) -> None:
         self.port = free_port()
         self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
         self.appendonly = appendonly
         self.process: subprocess.Popen[bytes] | None = None
         self.start()

@@ -21,13 +21,21 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from core.settings import GenerationSettings, OpenAISettings, PipelineSettings, Settings
+from core.settings import (
+    GenerationSettings,
+    OpenAISettings,
+    PipelineSettings,
+    RedisSettings,
+    Settings,
+)
 from generation.generator import Generator
 from generation.openai_backend import OpenAIGenerator
 from retrieval.embedders import EmbedderPool
 from tests.integration.conftest import new_collection, upload, wait_job
+from tests.integration.fakes import SchemaFollowingGenerator
 from tests.integration.isolated import (
     PrivatePostgres,
+    PrivateRedis,
     ServerThread,
     embedded_pg_settings,
     own_database,
@@ -280,3 +288,42 @@ def test_concurrent_http_uploads_of_one_file_store_exactly_one_copy(
             assert info["documents"] == 1 and info["chunks"] == documents[0]["chunks"] > 0
     finally:
         server.close()
+
+
+# --- The query cache's Redis restarted --------------------------------------------------------
+
+
+def test_queries_keep_answering_across_a_cache_redis_restart(
+    iso_db: str, make_client: Callable[..., TestClient], tmp_path: Path, corpus: Path
+) -> None:
+    """Redis down then back: every query is answered (a miss while it is down), and caching
+    resumes without restarting the API. The generator is the labelled schema-following fake:
+    the cache, not the model, is under test (test_query.py::
+    test_queries_are_answered_while_redis_is_down does the outage with the real model)."""
+    cache = PrivateRedis(tmp_path / "redis")
+    try:
+        settings = embedded_pg_settings(
+            iso_db, tmp_path / "api", redis=RedisSettings(url=cache.url())
+        )
+        client = make_client(settings, SchemaFollowingGenerator())
+        name = new_collection(client)
+        wait_job(client, upload(client, name, [(BIOS, (corpus / BIOS).read_bytes())])["job_id"])
+        question = {"collection": name, "question": "What does BIOS stand for?", "top_k": 2}
+
+        def ask() -> dict[str, Any]:
+            response = client.post("/v1/query", json=question)
+            assert response.status_code == 200, response.text
+            body: dict[str, Any] = response.json()
+            return body
+
+        assert ask()["cached"] is False
+        assert ask()["cached"] is True
+        cache.kill()
+        assert [ask()["cached"] for _ in range(3)] == [False, False, False]
+        assert client.get("/readyz").json()["checks"]["cache"] == "down"
+        cache.restart()  # an empty Redis: the old entries are gone
+        assert ask()["cached"] is False
+        assert ask()["cached"] is True, "caching resumed without an API restart"
+        assert client.get("/readyz").json()["checks"]["cache"] == "ok"
+    finally:
+        cache.kill()
