@@ -48,11 +48,10 @@ _CACHE_ENTRIES = 10_000
 
 
 def required_role(path: str) -> str:
-    return (
-        ApiKeyRole.ADMIN
-        if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/")
-        else (ApiKeyRole.QUERY)
-    )
+    """Routes are grouped by prefix, so a router added under /admin is admin-only by default."""
+    if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
+        return ApiKeyRole.ADMIN
+    return ApiKeyRole.QUERY
 
 
 @dataclass(frozen=True)
@@ -141,7 +140,7 @@ class AuthGuard:
             return Verdict(
                 error=RagError(
                     "forbidden",
-                    f"this route needs an {role} key; this key is a {principal.role} key",
+                    f"this route needs the {role} role; this key has the {principal.role} role",
                 )
             )
         limit = self._limits.get(principal.role, 0)
