@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -172,6 +173,7 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait(timeout=60)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
     print(f"requests: {args.requests} at concurrency {args.concurrency}; errors: {len(errors)}")
     for e in errors[:10]:
