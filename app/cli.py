@@ -281,7 +281,9 @@ def _connect(url: str | None, key: str) -> Iterator[Any]:
     from app.main import create_app
 
     typer.echo("starting an in-process embedded service", err=True)
-    with TestClient(create_app()) as client:
+    # Its database may hold API keys too; then the key is needed in process as well.
+    headers = {"Authorization": f"Bearer {key}"} if key else None
+    with TestClient(create_app(), headers=headers) as client:
         yield client
 
 
