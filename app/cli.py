@@ -107,6 +107,32 @@ def migrate() -> None:
     typer.echo("database is at the latest revision")
 
 
+@cli.command()
+def requeue() -> None:
+    """Re-enqueue every document the database lists as queued or processing.
+
+    The reconciliation step after a broker lost its data (a Redis without persistence was
+    restarted): the database still records the work, the broker no longer does. Safe to repeat:
+    ingestion tasks skip finished documents and a unique constraint stops duplicate chunks.
+    """
+    from core.db import Database
+    from core.settings import get_settings
+    from workers.queue import make_queue, requeue_unfinished
+
+    settings = get_settings()
+    if settings.embedded_worker:
+        typer.echo("the embedded default re-enqueues unfinished documents when it starts", err=True)
+        raise typer.Exit(2)
+    db = Database(settings)
+    queue = make_queue(settings)
+    try:
+        count = requeue_unfinished(db, queue)
+    finally:
+        queue.close()
+        db.dispose()
+    typer.echo(f"re-enqueued {count} unfinished documents")
+
+
 def _client(url: str, key: str) -> httpx.Client:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     return httpx.Client(base_url=url, headers=headers, timeout=httpx.Timeout(120.0, connect=5.0))

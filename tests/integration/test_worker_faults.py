@@ -10,15 +10,24 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from core.settings import BrokerSettings, Settings
-from tests.integration.conftest import WorkerProcess, new_collection, upload, wait_job
+from tests.integration.conftest import (
+    WorkerProcess,
+    new_collection,
+    settings_env,
+    upload,
+    wait_job,
+)
 from tests.integration.isolated import PrivateRedis
 
 # Enough text that embedding it takes a few seconds, so the kill lands mid-task.
@@ -163,5 +172,24 @@ def test_whole_worker_killed_and_broker_restarted_loses_nothing(
             assert response.status_code == 202, response.text
         assert wait_job(api, response.json()["job_id"], timeout=240)["status"] == "succeeded"
         assert chunk_count(api, during) == expected
+
+        # 4. The broker loses its data with work queued (a Redis without persistence): the
+        # database still lists the document as queued, and `rag requeue` sends it again.
+        worker.stop()
+        lost = new_collection(api, "lost")
+        job_id = upload(api, lost, [("big.md", data)])["job_id"]
+        redis.Redis.from_url(url).flushall()
+        done = subprocess.run(
+            [sys.executable, "-m", "app.cli", "requeue"],
+            env=settings_env(settings),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0 and "re-enqueued" in done.stdout, done.stderr
+        worker.start()
+        assert wait_job(api, job_id, timeout=240)["status"] == "succeeded"
+        assert chunk_count(api, lost) == expected
     finally:
         worker.stop()
