@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from app.api import adapters, collections, documents, health, jobs, query, search
 from app.auth import AuthGuard, AuthMiddleware
+from app.body_limit import BodyLimitMiddleware
 from app.errors import install_error_handlers
 from app.services import Services
 from core.settings import Settings, get_settings
@@ -47,6 +48,8 @@ def create_app(
     install_error_handlers(app)
     # Every path but /healthz needs a key once keys exist (app/auth.py).
     app.add_middleware(AuthMiddleware)
+    # Added last, so it runs first: an oversized body is refused before anything reads it.
+    app.add_middleware(BodyLimitMiddleware)
     for module in (health, collections, documents, jobs, search, query, adapters):
         app.include_router(module.router)
     return app

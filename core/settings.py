@@ -70,6 +70,8 @@ class IndexSettings(BaseModel):
 class IngestSettings(BaseModel):
     max_file_bytes: int = 50 * 1024 * 1024
     max_files_per_request: int = 1000
+    # Whole upload request; checked on Content-Length before anything is read (app/body_limit.py).
+    max_request_bytes: int = 1024 * 1024 * 1024
     chunk_size: int = 1000
     chunk_overlap: int = 150
     # PDF text extraction runs in a child process with these bounds, so a hostile PDF (a

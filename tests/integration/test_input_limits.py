@@ -24,7 +24,11 @@ from tests.integration.isolated import embedded_pg_settings, own_database
 def client(make_client: Callable[..., TestClient], tmp_path: Path) -> Iterator[TestClient]:
     with own_database() as url:
         settings = embedded_pg_settings(
-            url, tmp_path, ingest=IngestSettings(max_files_per_request=3, max_file_bytes=1000)
+            url,
+            tmp_path,
+            ingest=IngestSettings(
+                max_files_per_request=3, max_file_bytes=2000, max_request_bytes=5000
+            ),
         )
         yield make_client(settings)
 
@@ -44,6 +48,14 @@ def test_over_limit_requests_get_clean_errors(client: TestClient) -> None:
         client.post(f"/admin/v1/collections/{name}/documents", files=files), 413, "file_too_large"
     )
     assert "limit is 3" in message
+    # Three files of 1900 bytes each pass the per-file and count limits, not the whole-request
+    # one, and are refused before the body is read.
+    big = [("files", (f"f{i}.txt", b"y" * 1900)) for i in range(3)]
+    message = error(
+        client.post(f"/admin/v1/collections/{name}/documents", files=big), 413, "file_too_large"
+    )
+    assert "limit is 5000" in message
+    assert client.get(f"/v1/collections/{name}/documents").json()["documents"] == []
     assert client.get(f"/v1/collections/{name}/documents").json()["documents"] == []
 
     for body in (
