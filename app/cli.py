@@ -15,9 +15,12 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from app.cli_keys import keys
+
 cli = typer.Typer(
     help="Retrieval-augmented generation service with self-reasoning.", no_args_is_help=True
 )
+cli.add_typer(keys, name="keys")
 
 UrlOption = Annotated[str, typer.Option(envvar="RAG_URL", help="Base URL of a running service.")]
 KeyOption = Annotated[
@@ -43,6 +46,7 @@ def serve(
     from core.settings import get_settings
 
     settings = get_settings()
+    _refuse_open_bind(host, settings)
     clear_multiprocess_dir()  # before the app (and its metrics) is imported
     if settings.embedded_worker and workers > 1:
         typer.echo("the embedded default runs one API process; ignoring --workers", err=True)
@@ -62,6 +66,34 @@ def serve(
         timeout_graceful_shutdown=graceful_timeout,
         log_config=logging_config(settings.log),
     )
+
+
+def _refuse_open_bind(host: str, settings: Any) -> None:
+    """Exit before binding when `host` is reachable from outside and no API key exists."""
+    from app.auth import bind_refusal, is_loopback
+    from core import api_keys
+    from core.db import Database
+    from core.migrate import upgrade
+
+    if settings.database.auto_migrate:
+        upgrade(settings)
+    db = Database(settings)
+    try:
+        with db.session() as session:
+            keys_exist = api_keys.key_count(session) > 0
+    finally:
+        db.dispose()
+    refusal = bind_refusal(host, keys_exist, settings)
+    if refusal:
+        typer.echo(refusal, err=True)
+        raise typer.Exit(2)
+    if not keys_exist:
+        why = "it is loopback" if is_loopback(host) else "RAG_AUTH__ALLOW_UNAUTHENTICATED is set"
+        typer.echo(
+            f"no API keys: serving on {host} without authentication ({why}); "
+            "create one with `rag keys create --role admin`",
+            err=True,
+        )
 
 
 @cli.command()
@@ -97,6 +129,32 @@ def migrate() -> None:
 
     upgrade(get_settings())
     typer.echo("database is at the latest revision")
+
+
+@cli.command()
+def requeue() -> None:
+    """Re-enqueue every document the database lists as queued or processing.
+
+    The reconciliation step after a broker lost its data (a Redis without persistence was
+    restarted): the database still records the work, the broker no longer does. Safe to repeat:
+    ingestion tasks skip finished documents and a unique constraint stops duplicate chunks.
+    """
+    from core.db import Database
+    from core.settings import get_settings
+    from workers.queue import make_queue, requeue_unfinished
+
+    settings = get_settings()
+    if settings.embedded_worker:
+        typer.echo("the embedded default re-enqueues unfinished documents when it starts", err=True)
+        raise typer.Exit(2)
+    db = Database(settings)
+    queue = make_queue(settings)
+    try:
+        count = requeue_unfinished(db, queue)
+    finally:
+        queue.close()
+        db.dispose()
+    typer.echo(f"re-enqueued {count} unfinished documents")
 
 
 def _client(url: str, key: str) -> httpx.Client:
@@ -322,7 +380,9 @@ def _connect(url: str | None, key: str) -> Iterator[Any]:
     from app.main import create_app
 
     typer.echo("starting an in-process embedded service", err=True)
-    with TestClient(create_app()) as client:
+    # Its database may hold API keys too; then the key is needed in process as well.
+    headers = {"Authorization": f"Bearer {key}"} if key else None
+    with TestClient(create_app(), headers=headers) as client:
         yield client
 
 

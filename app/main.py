@@ -10,6 +10,8 @@ from fastapi import FastAPI
 
 from app.api import adapters, collections, documents, health, jobs, metrics, query, search
 from app.api import embedders as embedders_api
+from app.auth import AuthGuard, AuthMiddleware
+from app.body_limit import BodyLimitMiddleware
 from app.errors import install_error_handlers
 from app.middleware import RequestContextMiddleware
 from app.services import Services
@@ -31,11 +33,13 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = Services.start(settings, embedders, generator)
         app.state.services = services
+        app.state.auth = AuthGuard.start(settings, services.db)
         if settings.embedded_worker:
             log.info("embedded mode: ingestion runs on an in-process worker thread")
         try:
             yield
         finally:
+            app.state.auth.close()
             await services.aclose()
 
     app = FastAPI(
@@ -44,6 +48,11 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # Every path but /healthz needs a key once keys exist (app/auth.py).
+    app.add_middleware(AuthMiddleware)
+    # Runs before auth: an oversized body is refused before anything reads it.
+    app.add_middleware(BodyLimitMiddleware)
+    # Outermost (added last): 413, 401 and 429 responses carry the request id too.
     app.add_middleware(RequestContextMiddleware)
     for module in (health, collections, documents, jobs, search, query, adapters, embedders_api):
         app.include_router(module.router)

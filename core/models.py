@@ -169,3 +169,23 @@ class Embedding(Base):
     collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
     # float32 little-endian, L2-normalized.
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ApiKeyRole:
+    ADMIN = "admin"
+    QUERY = "query"
+    ALL = (ADMIN, QUERY)
+
+
+class ApiKey(Base):
+    """An API key: only a SHA-256 of its secret is stored; the key itself is shown once."""
+
+    __tablename__ = "api_keys"
+
+    # The public part of the key (`rag_<id>_<secret>`): finds the row without scanning.
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), default="")
+    role: Mapped[str] = mapped_column(String(16))
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None, index=True)

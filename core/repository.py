@@ -170,6 +170,20 @@ def create_ingest_job(
     return job, outcomes
 
 
+def withdraw_upload(session: Session, job_id: str, document_ids: Sequence[str]) -> None:
+    """Undo an upload whose tasks could not be sent: delete its still-queued documents, and the
+    job unless some of its documents are already being processed."""
+    if document_ids:
+        session.execute(
+            delete(Document).where(
+                Document.id.in_(list(document_ids)), Document.status == DocumentStatus.QUEUED
+            )
+        )
+    remaining = session.scalar(select(func.count()).where(Document.job_id == job_id))
+    if not remaining:
+        session.execute(delete(Job).where(Job.id == job_id))
+
+
 def _document_by_hash(session: Session, collection_id: str, sha256: str) -> str | None:
     return session.scalar(
         select(Document.id).where(

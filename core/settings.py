@@ -37,6 +37,9 @@ class BrokerSettings(BaseModel):
     max_retries: int = 5
     worker_concurrency: int = 1
     worker_prefetch: int = 1
+    # Redis re-delivers a task that a worker took but never acknowledged (it was killed) after
+    # this long; it must exceed the longest ingestion task.
+    visibility_timeout_s: int = 3600
 
 
 class EmbedderSettings(BaseModel):
@@ -71,8 +74,15 @@ class IndexSettings(BaseModel):
 class IngestSettings(BaseModel):
     max_file_bytes: int = 50 * 1024 * 1024
     max_files_per_request: int = 1000
+    # Whole upload request; checked on Content-Length before anything is read (app/body_limit.py).
+    max_request_bytes: int = 1024 * 1024 * 1024
     chunk_size: int = 1000
     chunk_overlap: int = 150
+    # PDF text extraction runs in a child process with these bounds, so a hostile PDF (a
+    # decompression bomb, a huge page tree) fails its document instead of hanging or
+    # exhausting a worker.
+    pdf_timeout_s: float = 120.0
+    pdf_memory_mb: int = 1024
 
 
 class OpenAISettings(BaseModel):
@@ -144,6 +154,24 @@ class MetricsSettings(BaseModel):
     worker_port: int = 0
 
 
+class AuthSettings(BaseModel):
+    """API keys (created with `rag keys create`) and the rules for running without them."""
+
+    # How long a key lookup is cached in each API process: a revoked key stops working within
+    # this many seconds, and a request costs no database round trip while it is cached.
+    cache_ttl_s: float = 5.0
+    # `rag serve` on an address other than loopback refuses to start while no key exists,
+    # unless this is true (say, behind a proxy that authenticates).
+    allow_unauthenticated: bool = False
+
+
+class RateLimitSettings(BaseModel):
+    """Requests per minute per API key (0: unlimited); shared through Redis when configured."""
+
+    admin_per_minute: int = 600
+    query_per_minute: int = 120
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RAG_", env_nested_delimiter="__", env_file=".env", extra="ignore"
@@ -160,6 +188,8 @@ class Settings(BaseSettings):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
 
     @property
     def database_url(self) -> str:

@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from core.errors import RagError
 from core.settings import LlamaCppSettings
 from generation.generator import (
     Adapter,
@@ -165,9 +166,18 @@ class LlamaCppGenerator:
 
     async def register_adapter(self, name: str, path: str) -> Adapter:
         """Load a GGUF LoRA adapter on top of the base model (a second model instance)."""
+        # A wrong path or a file that is not a LoRA GGUF is the caller's mistake (400), not the
+        # generator being unavailable (503), and must never surface as a 500.
         if not Path(path).is_file():
-            raise GeneratorUnavailable(f"adapter file not found: {path}")
-        model = await asyncio.to_thread(_Model, self._settings, self._path, path)
+            raise RagError("bad_request", f"adapter file not found: {path}")
+        with open(path, "rb") as file:
+            # llama.cpp accepts a LoRA path that is no GGUF at all without complaint.
+            if file.read(4) != b"GGUF":
+                raise RagError("bad_request", f"{path} is not a GGUF file")
+        try:
+            model = await asyncio.to_thread(_Model, self._settings, self._path, path)
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise RagError("bad_request", f"cannot load {path} as a LoRA adapter: {exc}") from exc
         self._adapters[name] = model
         self._adapter_paths[name] = path
         return Adapter(name, self.model)

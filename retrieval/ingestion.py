@@ -58,7 +58,12 @@ def ingest_document(
         repository.mark_document(session, document_id, DocumentStatus.PROCESSING)
 
     try:
-        text = extract_text(data, media_type)
+        text = extract_text(
+            data,
+            media_type,
+            pdf_timeout_s=settings.pdf_timeout_s,
+            pdf_memory_mb=settings.pdf_memory_mb,
+        )
         spans = chunk_text(text, settings.chunk_size, settings.chunk_overlap)
     except DocumentError as exc:
         return _fail(db, document_id, job_id, exc.message)

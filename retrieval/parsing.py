@@ -8,15 +8,14 @@ their extension.
 
 from __future__ import annotations
 
-import io
 import re
 from dataclasses import dataclass
 
 from bs4 import BeautifulSoup
 from bs4.element import NavigableString, PageElement, PreformattedString, Tag
-from pypdf import PasswordType, PdfReader
 
 from core.errors import DocumentError
+from retrieval.pdf_sandbox import PdfSandboxError, extract_pdf_text
 
 SUPPORTED_MEDIA_TYPES: dict[str, str] = {
     "txt": "text/plain",
@@ -67,8 +66,13 @@ def detect_media_type(filename: str, data: bytes) -> str:
     )
 
 
-def extract_text(data: bytes, media_type: str) -> str:
+def extract_text(
+    data: bytes, media_type: str, *, pdf_timeout_s: float = 120.0, pdf_memory_mb: int = 1024
+) -> str:
     """Return the text of a document of the given media type.
+
+    PDFs are read in a child process limited to `pdf_timeout_s` seconds and `pdf_memory_mb`
+    of address space (retrieval/pdf_sandbox.py); past either the document is unparseable.
 
     The result has "\\n" line endings, no trailing whitespace on any line, no leading or
     trailing blank lines and no NUL characters.
@@ -84,7 +88,7 @@ def extract_text(data: bytes, media_type: str) -> str:
     elif kind == _HTML:
         raw = _html_text(data)
     elif kind == _PDF:
-        raw = _pdf_text(data)
+        raw = _pdf_text(data, pdf_timeout_s, pdf_memory_mb)
     else:
         raise DocumentError(
             "unsupported_media_type",
@@ -278,21 +282,12 @@ class _TextBuilder:
 # --- PDF ------------------------------------------------------------------------------------
 
 
-def _pdf_text(data: bytes) -> str:
-    """Text of every page of a PDF, pages separated by a blank line."""
+def _pdf_text(data: bytes, timeout_s: float, memory_mb: int) -> str:
+    """Text of every page of a PDF, pages separated by a blank line, read in a bounded child."""
     try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
-            raise DocumentError(
-                "unparseable_document", "could not read PDF: it is protected by a password"
-            )
-        return "\n\n".join(page.extract_text() for page in reader.pages)
-    except DocumentError:
-        raise
-    except Exception as exc:  # pypdf raises many unrelated types on corrupt input
-        raise DocumentError(
-            "unparseable_document", f"could not read PDF: {_short_reason(exc)}"
-        ) from exc
+        return extract_pdf_text(data, timeout_s, memory_mb)
+    except PdfSandboxError as exc:
+        raise DocumentError("unparseable_document", str(exc)) from exc
 
 
 def _short_reason(exc: Exception) -> str:

@@ -36,8 +36,17 @@ def make_celery(settings: Settings) -> Celery:
         task_default_queue="rag",
         broker_connection_retry_on_startup=True,
         # Redis re-delivers unacknowledged tasks after this long (a worker died holding them).
-        broker_transport_options={"visibility_timeout": 3600},
+        # Unacknowledged tasks are swept back every 10 s (kombu's default throttle makes it 100 s)
+        # once they are older than the visibility timeout: one cheap sorted-set query per sweep.
+        broker_transport_options={
+            "visibility_timeout": settings.broker.visibility_timeout_s,
+            "unacked_restore_throttle": 1,
+        },
         worker_hijack_root_logger=False,
+        # A pool child loads the embedder in worker_process_init before it reports "up"; on a
+        # busy CPU that takes longer than Celery's 4 s default, and a replacement child (after
+        # one was killed) was then killed and replaced forever, so its task never ran again.
+        worker_proc_alive_timeout=120,
         # Publishing fails fast instead of blocking a request while the broker is down.
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
     )

@@ -13,8 +13,12 @@ import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
+from kombu.exceptions import KombuError
+from redis.exceptions import RedisError
+
 from core import repository
 from core.db import Database
+from core.errors import RagError
 from core.settings import Settings
 from workers.task_names import INGEST_DOCUMENT, MIGRATION_PLAN
 
@@ -46,14 +50,24 @@ class CeleryQueue:
         self._expires = settings.broker.task_expires_s
 
     def enqueue(self, task_name: str, args: list[Any]) -> None:
-        self._app.send_task(task_name, args=args, expires=self._expires)
+        self.enqueue_many(task_name, [args])
 
     def enqueue_many(self, task_name: str, calls: list[list[Any]]) -> None:
-        with self._app.producer_or_acquire() as producer:
-            for args in calls:
-                self._app.send_task(task_name, args=args, expires=self._expires, producer=producer)
+        """Raises RagError("broker_unavailable") when the broker cannot take the tasks."""
+        try:
+            with self._app.producer_or_acquire() as producer:
+                for args in calls:
+                    self._app.send_task(
+                        task_name, args=args, expires=self._expires, producer=producer
+                    )
+        except (KombuError, RedisError, OSError) as exc:
+            log.warning("cannot send %s tasks: %s", task_name, exc.__class__.__name__)
+            raise RagError(
+                "broker_unavailable", "the task queue is unavailable; retry the request later"
+            ) from exc
 
     def enqueue_documents(self, document_ids: list[str]) -> None:
+        """Raises RagError("broker_unavailable") when the broker cannot take the tasks."""
         self.enqueue_many(INGEST_DOCUMENT, [[document_id] for document_id in document_ids])
 
     def check(self) -> str:

@@ -57,7 +57,15 @@ async def upload_documents(
         collection = repository.get_collection(session, name)
         job, outcomes = repository.create_ingest_job(session, collection, uploads, errors)
         job_id = job.id
-    services.queue.enqueue_documents([o.document_id for o in outcomes if o.status == "queued"])
+    queued = [o.document_id for o in outcomes if o.status == "queued"]
+    try:
+        services.queue.enqueue_documents(queued)
+    except RagError:
+        # The broker is down (503): take the upload back, so that the client's retry is a fresh
+        # upload and not a "duplicate" of documents that no task would ever process.
+        with services.db.session() as session:
+            repository.withdraw_upload(session, job_id, queued)
+        raise
     return UploadAccepted(
         job_id=job_id,
         documents=[

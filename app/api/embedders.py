@@ -6,6 +6,7 @@ from fastapi import APIRouter, status
 
 from app.deps import ServicesDep
 from app.schemas import EmbedderList, EmbedderOut, EmbeddingsPruned, JobAccepted, MigrationCreate
+from app.services import Services
 from core import repository
 from core.errors import RagError
 from retrieval.embedders import get_spec
@@ -31,8 +32,7 @@ def start_migration(name: str, body: MigrationCreate, services: ServicesDep) -> 
     get_spec(body.embedder, services.settings.embedder)  # 422 for an unknown embedder
     with services.db.session() as session:
         job = repository.create_migration_job(session, name, body.embedder)
-    services.queue.enqueue(MIGRATION_PLAN, [job.id])
-    return JobAccepted(job_id=job.id)
+    return _enqueue(services, job.id)
 
 
 @router.post(
@@ -50,8 +50,19 @@ def rollback_migration(name: str, services: ServicesDep) -> JobAccepted:
                 f"collection {name!r} has no previous embedder to go back to",
             )
         job = repository.create_migration_job(session, name, previous, rollback=True)
-    services.queue.enqueue(MIGRATION_PLAN, [job.id])
-    return JobAccepted(job_id=job.id)
+    return _enqueue(services, job.id)
+
+
+def _enqueue(services: Services, job_id: str) -> JobAccepted:
+    """Start the job's first task; if the broker cannot take it, cancel the job (so a retry is
+    not refused as "already running") and answer 503."""
+    try:
+        services.queue.enqueue(MIGRATION_PLAN, [job_id])
+    except RagError:
+        with services.db.session() as session:
+            repository.cancel_job(session, job_id)
+        raise
+    return JobAccepted(job_id=job_id)
 
 
 @router.delete("/admin/v1/collections/{name}/embeddings/{embedder}")

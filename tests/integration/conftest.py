@@ -79,6 +79,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         RAG_BROKER__URL=settings.broker.url,
         RAG_BROKER__RESULT_BACKEND=settings.broker.result_backend,
         RAG_EMBEDDER__MIGRATION_BATCH=str(settings.embedder.migration_batch),
+        RAG_BROKER__VISIBILITY_TIMEOUT_S=str(settings.broker.visibility_timeout_s),
         TOKENIZERS_PARALLELISM="false",
     )
     return env
@@ -129,8 +130,12 @@ class WorkerProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"celery worker exited; see {self.log_path}")
-            if self.app.control.ping(timeout=0.5):
-                return
+            try:
+                if self.app.control.ping(timeout=0.5):
+                    return
+            except (redis.RedisError, OSError):
+                # A broker that just restarted can drop the first control connections.
+                time.sleep(0.5)
         raise RuntimeError(f"celery worker did not answer a ping; see {self.log_path}")
 
     def kill(self) -> None:
