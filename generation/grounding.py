@@ -27,9 +27,13 @@ AnswerSource = Literal["model", "extractive"]
 
 def salvage_json(text: str) -> Any:
     """Parse `text`, or — when it stops mid-way (the token limit cut it off) — parse it with its
-    open string, arrays and objects closed. Raises ValueError if that does not parse either."""
+    open string, arrays and objects closed. Raises ValueError if that does not parse either.
+
+    Raw control characters (a newline typed inside a string) are accepted: llama.cpp's JSON
+    grammar lets a small model emit them, and the meaning is unambiguous.
+    """
     try:
-        return json.loads(text)
+        return json.loads(text, strict=False)
     except ValueError:
         pass
     closers: list[str] = []
@@ -56,7 +60,7 @@ def salvage_json(text: str) -> Any:
     tail = tail.rstrip().rstrip(",")
     if tail.endswith(":"):
         tail += ' ""'
-    return json.loads(tail + "".join(reversed(closers)))
+    return json.loads(tail + "".join(reversed(closers)), strict=False)
 
 
 def _content_words(text: str) -> set[str]:
