@@ -127,9 +127,7 @@ def test_truncated_json_is_salvaged() -> None:
     assert salvage_json('{"evidence": [{"sentence": "1.1", "reason": "x"},') == {
         "evidence": [{"sentence": "1.1", "reason": "x"}]
     }
-    assert salvage_json('{"analysis": "line one\nline two"}') == {
-        "analysis": "line one\nline two"
-    }
+    assert salvage_json('{"analysis": "line one\nline two"}') == {"analysis": "line one\nline two"}
     with pytest.raises(ValueError):
         salvage_json("no json here")
 
