@@ -57,6 +57,8 @@ class ModeScore:
     citations: int = 0
     verbatim: int = 0
     precise: int = 0
+    # Answers the pipeline took from the evidence because the model's was not supported.
+    extractive: int = 0
     latencies_ms: list[float] = field(default_factory=list)
 
     def row(self) -> dict[str, Any]:
@@ -69,6 +71,7 @@ class ModeScore:
             "citation_verbatim": _ratio(self.verbatim, self.citations),
             "citation_precision": _ratio(self.precise, self.citations),
             "errors": self.errors,
+            "extractive_answers": self.extractive,
             "latency_p50_ms": round(statistics.median(lat), 1),
             "latency_p95_ms": round(lat[min(len(lat) - 1, int(0.95 * len(lat)))], 1),
         }
@@ -126,6 +129,7 @@ class Evaluator:
             body = response.json()
             score.answered += 1
             score.correct += contains_any(body["answer"], q.answers)
+            score.extractive += body.get("answer_source") == "extractive"
             for citation in body["citations"]:
                 score.citations += 1
                 text = self._document_text(citation["document_id"])
@@ -149,6 +153,7 @@ TABLE_COLUMNS = (
     ("citation precision", "citation_precision"),
     ("citations", "citations"),
     ("errors", "errors"),
+    ("extractive answers", "extractive_answers"),
     ("p50 ms", "latency_p50_ms"),
     ("p95 ms", "latency_p95_ms"),
 )
