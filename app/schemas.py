@@ -177,6 +177,11 @@ class QueryResponse(BaseModel):
     hits: list[SearchHit] | None = Field(
         default=None, description="Top hits, in a retrieval-only response."
     )
+    answer_source: Literal["model", "extractive"] | None = Field(
+        default=None,
+        description="model: the model's answer, supported by the evidence; extractive: the "
+        "model's answer was not, so the answer is the best cited evidence sentence.",
+    )
     index_version: int
     usage: Usage
     timings_ms: dict[str, float]

@@ -102,11 +102,16 @@ class Services:
         """Load each running migration's embedder and keep its index caught up, so the switch
         costs a search only a small diff; forget indexes no collection serves any more."""
         with self.db.session() as session:
-            active = {(c.id, c.embedder) for c in repository.list_collections(session)}
+            # Migrations first: a switch committed between the two reads then shows up as
+            # the new active embedder, and its warm index is kept.
             targets = {(c, e) for _, c, e in repository.active_migrations(session)}
+            active = {(c.id, c.embedder) for c in repository.list_collections(session)}
         for collection_id, embedder in targets:
-            self.embedders.get(embedder)
-            self.indexes.refresh(collection_id, embedder)
+            try:
+                self.embedders.get(embedder)
+                self.indexes.refresh(collection_id, embedder)
+            except Exception:
+                log.exception("warming %s for collection %s failed", embedder, collection_id)
         self.indexes.retain(active | targets)
 
     async def aclose(self) -> None:

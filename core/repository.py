@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, false, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -65,10 +65,20 @@ def create_collection(session: Session, name: str, embedder: str) -> Collection:
     return collection
 
 
+def _take_write_lock(session: Session) -> None:
+    """SQLite has no row locks, and pysqlite runs a SELECT outside any transaction: write first,
+    so this transaction holds the database's write lock before it reads what it will act on."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(update(Collection).where(false()).values(index_version=0))
+
+
 def get_collection(session: Session, name: str, *, for_update: bool = False) -> Collection:
+    """A collection by name; `for_update` locks its row (FOR NO KEY UPDATE, so inserts that
+    only reference the collection, such as uploads, are not held up)."""
     query = select(Collection).where(Collection.name == name)
     if for_update:
-        query = query.with_for_update()
+        _take_write_lock(session)
+        query = query.with_for_update(key_share=True)
     collection = session.scalar(query)
     if collection is None:
         raise RagError("collection_not_found", f"collection {name!r} does not exist")
@@ -284,7 +294,12 @@ def get_document(
 
 
 def delete_document(session: Session, collection: Collection, document_id: str) -> None:
-    """Delete a document with its chunks and embeddings, and bump the collection's version."""
+    """Delete a document with its chunks and embeddings, and bump the collection's version.
+
+    The collection row is locked first, as ingestion and the embedder switch do: one lock
+    order, no deadlock.
+    """
+    lock_collection_by_id(session, collection.id)
     result = session.execute(
         delete(Document).where(Document.id == document_id, Document.collection_id == collection.id)
     )
@@ -489,6 +504,7 @@ def create_migration_job(
 
 
 def lock_job(session: Session, job_id: str) -> Job | None:
+    _take_write_lock(session)
     return session.scalar(select(Job).where(Job.id == job_id).with_for_update())
 
 
@@ -596,8 +612,11 @@ def max_chunk_id(session: Session, collection_id: str) -> int:
 
 
 def lock_collection_by_id(session: Session, collection_id: str) -> Collection:
+    """Lock a collection's row (see `get_collection`); the embedder switch, ingestion's store
+    step and deletes serialize here."""
+    _take_write_lock(session)
     collection = session.scalar(
-        select(Collection).where(Collection.id == collection_id).with_for_update()
+        select(Collection).where(Collection.id == collection_id).with_for_update(key_share=True)
     )
     if collection is None:
         raise RagError("collection_not_found", f"collection {collection_id!r} does not exist")

@@ -22,6 +22,9 @@ _STOPWORDS = frozenset(
     called""".split()
 )
 
+# A bare sentence id ("2.3", "[1.2]", "{1.2}"): a small model's non-answer.
+_SENTENCE_ID = re.compile(r"^\W*\d+(?:\.\d+)?\W*$")
+
 AnswerSource = Literal["model", "extractive"]
 
 
@@ -38,7 +41,8 @@ def salvage_json(text: str) -> Any:
         pass
     closers: list[str] = []
     in_string = escaped = False
-    for ch in text:
+    string_start = 0
+    for i, ch in enumerate(text):
         if in_string:
             if escaped:
                 escaped = False
@@ -48,16 +52,16 @@ def salvage_json(text: str) -> Any:
                 in_string = False
         elif ch == '"':
             in_string = True
+            string_start = i
         elif ch in "{[":
             closers.append("}" if ch == "{" else "]")
         elif ch in "}]" and closers:
             closers.pop()
     if not closers:
         raise ValueError("not valid JSON")
-    tail = text[:-1] if escaped else text
-    if in_string:
-        tail += '"'
-    tail = tail.rstrip().rstrip(",")
+    # A string cut off is dropped, not closed: a cut "1.12" must not become the id "1.1".
+    tail = text[:string_start] if in_string else text
+    tail = tail.rstrip().rstrip(",").rstrip()
     if tail.endswith(":"):
         tail += ' ""'
     return json.loads(tail + "".join(reversed(closers)), strict=False)
@@ -66,7 +70,7 @@ def salvage_json(text: str) -> Any:
 def _content_words(text: str) -> set[str]:
     words = set()
     for word in _WORD.findall(text.casefold()):
-        if word in _STOPWORDS or word.isdigit() or len(word) < 2:
+        if word in _STOPWORDS or (len(word) < 2 and not word.isdigit()):
             continue
         words.add(word[:-1] if len(word) > 3 and word.endswith("s") else word)
     return words
@@ -75,6 +79,8 @@ def _content_words(text: str) -> set[str]:
 def is_supported(answer: str, question: str, quotes: list[str]) -> bool:
     """True when the answer says something the question did not, and what it says is mostly
     in the evidence: at least one new content word, half of them found in the quotes."""
+    if _SENTENCE_ID.match(answer):
+        return False
     new = _content_words(answer) - _content_words(question)
     if not new:
         return False

@@ -383,8 +383,9 @@ class SelfReasoningPipeline:
         answer: str,
     ) -> AsyncIterator[Event]:
         analysis, cited = repair_markers(analysis, evidence)
-        # Best-ranked document first: an extractive answer comes from the top relevant hit.
-        ranked = sorted(evidence, key=lambda e: _sentence_rank(e.sentence))
+        # An extractive answer is a cited sentence, from the best-ranked document.
+        pool = [e for e in evidence if e.id in cited] or evidence
+        ranked = sorted(pool, key=lambda e: _sentence_rank(e.sentence))
         answer, source = grounded_answer(
             answer, question, [e.quote for e in ranked], self._settings.answer_max_chars
         )

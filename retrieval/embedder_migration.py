@@ -57,12 +57,7 @@ def plan(db: Database, job_id: str, batch_size: int) -> Plan | None:
         missing = repository.missing_embedding_ids(session, job.collection_id, target)
         job.status = JobStatus.RUNNING
         job.started_at = job.started_at or utcnow()
-        # A resumed job may have lost its finalize task with a killed worker: plan it anew.
-        job.params = {
-            **job.params,
-            "planned_max_id": missing[-1] if missing else 0,
-            "finalizing": False,
-        }
+        job.params = {**job.params, "planned_max_id": missing[-1] if missing else 0}
         _update_progress(session, job)
     ranges = [
         (missing[i], missing[min(i + batch_size, len(missing)) - 1])
@@ -77,8 +72,9 @@ def plan(db: Database, job_id: str, batch_size: int) -> Plan | None:
 def run_batch(db: Database, embedders: EmbedderPool, job_id: str, lo: int, hi: int) -> bool:
     """Embed the chunks in [lo, hi] that lack a target vector.
 
-    Returns True when this batch completed the planned work (the caller then enqueues
-    `finalize`, once per job).
+    Returns True when the planned work is complete (the caller then enqueues `finalize`).
+    Two batches finishing together may both return True: finalize is safe to run twice, and a
+    once-only flag could be lost with a worker killed between setting it and enqueueing.
     """
     with db.session() as session:
         job = repository.get_job(session, job_id)
@@ -96,10 +92,7 @@ def run_batch(db: Database, embedders: EmbedderPool, job_id: str, lo: int, hi: i
         left = repository.count_missing_embeddings(
             session, collection_id, target, max_id=planned_max
         )
-        if left or job.params.get("finalizing"):
-            return False
-        job.params = {**job.params, "finalizing": True}
-        return True
+        return left == 0
 
 
 def finalize(
@@ -119,8 +112,11 @@ def finalize(
     while _embed_missing(db, embedders, collection_id, target, limit=batch_size):
         if _status(db, job_id) in JobStatus.TERMINAL:
             return _status(db, job_id)
+    with db.session() as session:
+        # Chunks stored after this point are embedded under the lock below, not verified here.
+        caught_up_to = repository.max_chunk_id(session, collection_id)
     try:
-        _verify(db, embedders, index_settings, collection_id, target)
+        _verify(db, embedders, index_settings, collection_id, target, caught_up_to)
     except VerificationError as exc:
         log.error("migration %s failed verification: %s", job_id, exc)
         return _finish(db, job_id, JobStatus.FAILED, str(exc))
@@ -190,17 +186,21 @@ def _verify(
     index_settings: IndexSettings,
     collection_id: str,
     target: str,
+    caught_up_to: int,
 ) -> None:
-    """One vector per chunk, and sampled chunks find themselves through a fresh index."""
+    """A vector for every chunk up to `caught_up_to`, and sampled chunks find themselves
+    through a fresh index. (Deletes meanwhile take chunk and vector together.)"""
     with db.session() as session:
-        _, chunks = repository.collection_counts(session, collection_id)
+        lacking = repository.count_missing_embeddings(
+            session, collection_id, target, max_id=caught_up_to
+        )
         ids, vectors = repository.embedding_vectors(session, collection_id, target)
         sample_ids = random.sample(ids.tolist(), min(VERIFY_SAMPLE, len(ids)))
         texts = {
             row.chunk_id: row.text for row in repository.chunk_rows(session, sample_ids).values()
         }
-    if len(ids) < chunks:
-        raise VerificationError(f"{len(ids)} vectors for {chunks} chunks")
+    if lacking:
+        raise VerificationError(f"{lacking} chunks have no {target} vector")
     if len(ids) == 0:
         return
     embedder = embedders.get(target)
@@ -228,6 +228,11 @@ def _update_progress(session: Session, job: Job) -> None:
     embedded = repository.count_embeddings(session, job.collection_id, _target(job))
     job.total = chunks
     job.done = min(embedded, chunks)
+
+
+def fail(db: Database, job_id: str, message: str) -> str:
+    """Mark a migration failed (a task gave up); the collection keeps its current embedder."""
+    return _finish(db, job_id, JobStatus.FAILED, message)
 
 
 def _finish(db: Database, job_id: str, status: str, message: str) -> str:

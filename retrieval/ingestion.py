@@ -75,12 +75,13 @@ def ingest_document(
 
     try:
         with db.session() as session:
+            # An embedder migration may have switched the collection since we read its
+            # embedder; the row lock makes this check and the switch exclusive. (Collection
+            # first, then document: the lock order of deletes and of the switch.)
+            active = repository.lock_collection_by_id(session, collection_id).embedder
             current = repository.lock_unfinished_document(session, document_id)
             if current is None:  # deleted meanwhile, or finished by another delivery
                 return IngestResult(Outcome.SKIPPED)
-            # An embedder migration may have switched the collection since we read its
-            # embedder; the row lock makes this check and the switch exclusive.
-            active = repository.lock_collection_by_id(session, collection_id).embedder
             if active != embedder_id:
                 embedder_id = active
                 vectors = embedders.get(active).embed_documents([s.text for s in spans])

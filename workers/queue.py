@@ -54,12 +54,12 @@ class CeleryQueue:
 
     def enqueue_many(self, task_name: str, calls: list[list[Any]]) -> None:
         """Raises RagError("broker_unavailable") when the broker cannot take the tasks."""
+        # Migration batches may wait behind many others; only ingestion tasks expire.
+        expires = self._expires if task_name == INGEST_DOCUMENT else None
         try:
             with self._app.producer_or_acquire() as producer:
                 for args in calls:
-                    self._app.send_task(
-                        task_name, args=args, expires=self._expires, producer=producer
-                    )
+                    self._app.send_task(task_name, args=args, expires=expires, producer=producer)
         except (KombuError, RedisError, OSError) as exc:
             log.warning("cannot send %s tasks: %s", task_name, exc.__class__.__name__)
             raise RagError(

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 @router.post(
     "/v1/query",
     response_model=QueryResponse,
+    # Unset optional fields are left out, as in a cached answer (sent as stored).
+    response_model_exclude_none=True,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def query(body: QueryRequest, services: ServicesDep) -> Any:

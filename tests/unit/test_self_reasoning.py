@@ -120,16 +120,25 @@ def test_short_lines_join_the_sentence_after_them() -> None:
 
 
 def test_truncated_json_is_salvaged() -> None:
+    # A string cut off is dropped, not closed (the answer is then taken from the evidence).
     assert salvage_json('{"analysis": "BIOS is [1]", "answer": "Basic In') == {
         "analysis": "BIOS is [1]",
-        "answer": "Basic In",
+        "answer": "",
     }
+    # ... so a cut sentence id "1.1" (of "1.12") never names another sentence.
+    assert salvage_json('{"evidence": [{"sentence": "1.1') == {"evidence": [{"sentence": ""}]}
     assert salvage_json('{"evidence": [{"sentence": "1.1", "reason": "x"},') == {
         "evidence": [{"sentence": "1.1", "reason": "x"}]
     }
     assert salvage_json('{"analysis": "line one\nline two"}') == {"analysis": "line one\nline two"}
     with pytest.raises(ValueError):
         salvage_json("no json here")
+
+
+def test_numbers_from_the_evidence_are_answers() -> None:
+    quotes = ["SMTP servers listen on port 25 for mail from other servers."]
+    assert grounded_answer("Port 25.", "Which port does SMTP use?", quotes, 80)[1] == "model"
+    assert grounded_answer("[1.2]", "Which port does SMTP use?", quotes, 80)[1] == "extractive"
 
 
 @pytest.mark.parametrize(

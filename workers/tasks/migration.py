@@ -8,13 +8,46 @@ from __future__ import annotations
 
 from typing import Any
 
+from celery import Task
+
+from core.errors import RagError
 from retrieval import embedder_migration
 from workers.celery_app import celery_app
 from workers.context import get_context
 from workers.task_names import MIGRATION_BATCH, MIGRATION_FINALIZE, MIGRATION_PLAN
 from workers.tasks.ingest import TRANSIENT_ERRORS
 
+
+class MigrationTask(Task):  # type: ignore[misc]
+    """A migration step that gave up (retries exhausted, or a bug) fails its job, so the job
+    never stays "running" with nothing left to move it on; the old index keeps serving."""
+
+    def on_failure(  # noqa: PLR0913
+        self,
+        exc: BaseException,
+        task_id: str,  # noqa: ARG002  (Celery's signature)
+        args: Any,
+        kwargs: Any,
+        einfo: Any,  # noqa: ARG002
+    ) -> None:
+        job_id = args[0] if args else kwargs.get("job_id")
+        if job_id:
+            message = f"{self.name} failed: {type(exc).__name__}: {exc}"
+            embedder_migration.fail(get_context().db, job_id, message)
+
+
+def _enqueue(task_name: str, calls: list[list[Any]]) -> None:
+    """Enqueue follow-up tasks; a broker that cannot take them is a transient error (retried)."""
+    try:
+        get_context().queue.enqueue_many(task_name, calls)
+    except RagError as exc:
+        if exc.code != "broker_unavailable":
+            raise
+        raise ConnectionError(exc.message) from exc
+
+
 RETRY: dict[str, Any] = {
+    "base": MigrationTask,
     "acks_late": True,
     "autoretry_for": TRANSIENT_ERRORS,
     "retry_backoff": 2,
@@ -32,9 +65,9 @@ def plan_migration(job_id: str) -> dict[str, Any]:
     if planned is None:
         return {"job_id": job_id, "batches": 0}
     if planned.ranges:
-        context.queue.enqueue_many(MIGRATION_BATCH, [[job_id, lo, hi] for lo, hi in planned.ranges])
+        _enqueue(MIGRATION_BATCH, [[job_id, lo, hi] for lo, hi in planned.ranges])
     else:
-        context.queue.enqueue(MIGRATION_FINALIZE, [job_id])
+        _enqueue(MIGRATION_FINALIZE, [[job_id]])
     return {"job_id": job_id, "batches": len(planned.ranges)}
 
 
@@ -43,7 +76,7 @@ def migrate_batch(job_id: str, lo: int, hi: int) -> dict[str, Any]:
     """Embed one id range with the target embedder; the last batch enqueues finalize."""
     context = get_context()
     if embedder_migration.run_batch(context.db, context.embedders, job_id, lo, hi):
-        context.queue.enqueue(MIGRATION_FINALIZE, [job_id])
+        _enqueue(MIGRATION_FINALIZE, [[job_id]])
     return {"job_id": job_id, "range": [lo, hi]}
 
 
