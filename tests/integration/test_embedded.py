@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 
 from core import repository
 from core.db import Database
-from core.settings import Settings
-from retrieval.embedders import MINILM_INT8
+from core.settings import EmbedderSettings, Settings
+from retrieval.embedders import DEFAULT_EMBEDDER, MINILM_INT8
 from tests.integration.conftest import new_collection, search, upload, wait_job
 
 ACID = "foldoc-acid-293.md"
@@ -96,3 +96,27 @@ def test_embedded_migration_switches_embedder_while_uploads_continue(
     result = search(client, name, "atomicity consistency isolation durability")
     assert result["embedder"] == MINILM_INT8
     assert result["hits"][0]["filename"] == ACID
+
+
+def test_migration_to_an_embedder_that_cannot_load_fails_its_job(
+    make_client: Callable[..., TestClient], tmp_path: Path, corpus: Path
+) -> None:
+    missing = tmp_path / "no-such-model"
+    settings = Settings(
+        data_dir=tmp_path, embedder=EmbedderSettings(folders={"broken": str(missing)})
+    )
+    client = make_client(settings)
+    name = new_collection(client)
+    accepted = upload(client, name, [(ACID, (corpus / ACID).read_bytes())])
+    assert wait_job(client, accepted["job_id"])["status"] == "succeeded"
+
+    started = client.post(
+        f"/admin/v1/collections/{name}/embedder-migrations", json={"embedder": "broken"}
+    )
+    assert started.status_code == 202
+    job = wait_job(client, started.json()["job_id"], timeout=60)
+
+    assert job["status"] == "failed", "a step that gives up fails the job, never leaves it running"
+    assert job["errors"] and "failed" in job["errors"][0]["message"]
+    assert client.get(f"/v1/collections/{name}").json()["embedder"] == DEFAULT_EMBEDDER
+    assert search(client, name, "atomicity")["hits"][0]["filename"] == ACID
