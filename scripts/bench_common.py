@@ -14,6 +14,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -187,6 +188,39 @@ def start_worker(env: dict[str, str], log_dir: Path) -> Service:
         "--loglevel=WARNING",
     ]
     return Service("worker", argv, env, log_dir)
+
+
+@contextmanager
+def deployment_stack(prefix: str) -> Iterator[tuple[str, list[Service]]]:
+    """The deployment shape: a fresh database, this benchmarks' broker DB (flushed before and
+    after), one solo Celery worker and the API. Yields (base URL, processes); on a failure the
+    processes' log tails are printed."""
+    import redis
+
+    broker = redis.Redis.from_url(BROKER_URL)
+    broker.flushdb()  # drop tasks an earlier, interrupted run left behind
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix=f"{prefix}-") as tmp,
+            temp_database(prefix.replace("-", "_")) as url,
+        ):
+            migrate(url)
+            env = service_env(
+                RAG_DATABASE__URL=url, RAG_BROKER__URL=BROKER_URL, RAG_DATA_DIR=f"{tmp}/data"
+            )
+            with services() as procs:
+                procs.append(start_worker(env, Path(tmp)))
+                api, base_url = start_api(env, Path(tmp))
+                procs.append(api)
+                try:
+                    yield base_url, procs
+                except Exception:
+                    for proc in procs:
+                        log(f"--- {proc.name} log tail ---\n{proc.tail()}")
+                    raise
+    finally:
+        broker.flushdb()
+        broker.close()
 
 
 def wait_ready(

@@ -27,20 +27,17 @@ from typing import Any
 
 import httpx
 from bench_common import (
-    BROKER_URL,
     REPO_ROOT,
     Service,
     checked,
     cpu_seconds,
+    deployment_stack,
     log,
     machine_info,
     markdown_table,
-    migrate,
     service_env,
     services,
     start_api,
-    start_worker,
-    temp_database,
     wait_ready,
     write_results,
 )
@@ -237,32 +234,8 @@ def measure_service(
 
 
 def run_deployment(files: list[CorpusFile], timeout: float) -> dict[str, Any]:
-    import redis
-
-    broker = redis.Redis.from_url(BROKER_URL)
-    broker.flushdb()  # db 14 is this benchmark's own; drop tasks left by an earlier run
-    try:
-        with (
-            tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp,
-            temp_database("bench_ingest") as url,
-        ):
-            migrate(url)
-            env = service_env(
-                RAG_DATABASE__URL=url, RAG_BROKER__URL=BROKER_URL, RAG_DATA_DIR=f"{tmp}/data"
-            )
-            with services() as procs:
-                procs.append(start_worker(env, Path(tmp)))
-                api, base_url = start_api(env, Path(tmp))
-                procs.append(api)
-                try:
-                    return measure_service("deployment", base_url, procs, files, timeout)
-                except Exception:
-                    for proc in procs:
-                        log(f"--- {proc.name} log tail ---\n{proc.tail()}")
-                    raise
-    finally:
-        broker.flushdb()
-        broker.close()
+    with deployment_stack("bench-ingest") as (base_url, procs):
+        return measure_service("deployment", base_url, procs, files, timeout)
 
 
 def run_embedded(files: list[CorpusFile], timeout: float) -> dict[str, Any]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -28,20 +27,14 @@ from typing import Any
 
 import httpx
 from bench_common import (
-    BROKER_URL,
     REPO_ROOT,
     Service,
     checked,
+    deployment_stack,
     latency_summary,
     log,
     machine_info,
     markdown_table,
-    migrate,
-    service_env,
-    services,
-    start_api,
-    start_worker,
-    temp_database,
     wait_ready,
     write_results,
 )
@@ -106,32 +99,8 @@ class SearchLoop:
 
 
 def run(files: list[CorpusFile], target: str, interval_s: float) -> dict[str, Any]:
-    import redis
-
-    broker = redis.Redis.from_url(BROKER_URL)
-    broker.flushdb()
-    try:
-        with (
-            tempfile.TemporaryDirectory(prefix="bench-migration-") as tmp,
-            temp_database("bench_migration") as url,
-        ):
-            migrate(url)
-            env = service_env(
-                RAG_DATABASE__URL=url, RAG_BROKER__URL=BROKER_URL, RAG_DATA_DIR=f"{tmp}/data"
-            )
-            with services() as procs:
-                procs.append(start_worker(env, Path(tmp)))
-                api, base_url = start_api(env, Path(tmp))
-                procs.append(api)
-                try:
-                    return measure(base_url, procs, files, target, interval_s)
-                except Exception:
-                    for proc in procs:
-                        log(f"--- {proc.name} log tail ---\n{proc.tail()}")
-                    raise
-    finally:
-        broker.flushdb()
-        broker.close()
+    with deployment_stack("bench-migration") as (base_url, procs):
+        return measure(base_url, procs, files, target, interval_s)
 
 
 def measure(

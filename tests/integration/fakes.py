@@ -55,3 +55,23 @@ class SchemaFollowingGenerator:
 
     async def aclose(self) -> None:
         return None
+
+
+class NothingRelevant(SchemaFollowingGenerator):
+    """FAKE generator, labelled as such: judges every retrieved chunk not relevant, instantly.
+    For tests of what surrounds the model (the query cache across an embedder switch) where
+    the real model would make each uncached query take tens of seconds."""
+
+    model = "fake-nothing-relevant"
+
+    async def generate(
+        self,
+        messages: list[Message],
+        *,
+        schema: dict[str, Any] | None,
+        max_tokens: int,
+        adapter: str | None = None,
+    ) -> Completion:
+        keys = list((schema or {}).get("properties", {}))
+        reply = {k: {"reason": "not about it", "relevant": False} for k in keys}
+        return Completion(json.dumps(reply), self.model, 10, 5, 0, 0.0)

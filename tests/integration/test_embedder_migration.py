@@ -4,7 +4,6 @@ embedders (all-MiniLM-L6-v2 on torch, and its int8 ONNX export on onnxruntime)."
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +16,6 @@ from fastapi.testclient import TestClient
 from core import repository
 from core.db import Database
 from core.settings import RedisSettings, Settings
-from generation.generator import Adapter, Completion, Message
 from retrieval.embedders import DEFAULT_EMBEDDER, MINILM_INT8
 from tests.integration.conftest import (
     WorkerProcess,
@@ -26,6 +24,7 @@ from tests.integration.conftest import (
     upload,
     wait_job,
 )
+from tests.integration.fakes import NothingRelevant
 from tests.integration.test_query import CACHE_REDIS
 
 BIOS = "foldoc-basic-input-output-system-20.md"
@@ -226,35 +225,6 @@ def test_migration_requests_are_validated(api: TestClient, corpus: Path) -> None
         "/admin/v1/collections/nope/embedder-migrations", json={"embedder": MINILM_INT8}
     )
     assert missing.status_code == 404
-
-
-class NothingRelevant:
-    """FAKE generator, labelled as such: judges every retrieved chunk not relevant, instantly.
-
-    The cache behaviour under test does not depend on what the model says; the real model
-    would make each of the several uncached queries here take tens of seconds.
-    """
-
-    model = "fake-nothing-relevant"
-
-    async def generate(
-        self, messages: list[Message], *, schema: Any, max_tokens: int, adapter: str | None = None
-    ) -> Completion:
-        keys = list(schema.get("properties", {}))
-        reply = {k: {"reason": "not about it", "relevant": False} for k in keys}
-        return Completion(json.dumps(reply), self.model, 10, 5, 0, 0.0)
-
-    async def adapters(self) -> list[Adapter]:
-        return []
-
-    async def register_adapter(self, name: str, path: str) -> Adapter:
-        raise NotImplementedError
-
-    async def check(self) -> str:
-        return "ok"
-
-    async def aclose(self) -> None:
-        return None
 
 
 @pytest.fixture
