@@ -64,6 +64,10 @@ class IndexSettings(BaseModel):
     # gpu: auto uses faiss GPUs when faiss reports any.
     gpu: Literal["auto", "off"] = "auto"
     snapshot_interval_s: float = 30.0
+    # FAISS (OpenMP) threads per search; 0 keeps FAISS's default (all cores). One query at a
+    # time gains nothing from threads but pays for waking them, next to the query encoder's
+    # own threads: measured 9.7 -> 4.3 ms per search of a small collection on 2 cores.
+    search_threads: int = 1
     # How often the API looks for running embedder migrations to warm their new index.
     warm_interval_s: float = 2.0
     # Search asks the index for this many times top_k, so deletions not yet caught up can be
