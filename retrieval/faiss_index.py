@@ -110,6 +110,9 @@ class FaissIndex:
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids) of the k nearest for one query vector; ids are -1 past the end."""
         q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
+        if self._settings.search_threads > 0:
+            # OpenMP's thread count is per calling thread: set it in the thread that searches.
+            faiss.omp_set_num_threads(self._settings.search_threads)
         with self._lock:
             k = max(1, min(k, len(self._ids))) if self._ids else 1
             scores, ids = self._searcher().search(q, k)

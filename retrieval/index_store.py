@@ -13,7 +13,6 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from core import repository
@@ -42,8 +41,6 @@ class IndexStore:
         self._dir = snapshot_dir
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._entries_lock = threading.Lock()
-        if settings.search_threads > 0:
-            faiss.omp_set_num_threads(settings.search_threads)
 
     def _entry(self, collection_id: str, embedder: str) -> _Entry:
         key = (collection_id, embedder)
