@@ -634,8 +634,11 @@ def switch_embedder(collection: Collection, embedder: str) -> None:
     collection.index_version = collection.index_version + 1
 
 
-def prune_embeddings(session: Session, collection_name: str, embedder: str) -> int:
-    """Delete a collection's vectors from an embedder it no longer serves; returns how many."""
+def prune_embeddings(session: Session, collection_name: str, embedder: str) -> tuple[str, int]:
+    """Delete a collection's vectors from an embedder it no longer serves.
+
+    Returns (collection id, vectors deleted).
+    """
     collection = get_collection(session, collection_name, for_update=True)
     if embedder == collection.embedder:
         raise RagError("embedder_active", f"{embedder!r} is the active embedder of the collection")
@@ -649,4 +652,4 @@ def prune_embeddings(session: Session, collection_name: str, embedder: str) -> i
     )
     if collection.previous_embedder == embedder:
         collection.previous_embedder = None
-    return int(getattr(result, "rowcount", 0) or 0)
+    return collection.id, int(getattr(result, "rowcount", 0) or 0)

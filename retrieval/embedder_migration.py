@@ -110,8 +110,8 @@ def finalize(
         collection_id, target = job.collection_id, _target(job)
     # Chunks uploaded since planning; loops until none are missing (uploads are finite).
     while _embed_missing(db, embedders, collection_id, target, limit=batch_size):
-        if _status(db, job_id) in JobStatus.TERMINAL:
-            return _status(db, job_id)
+        if (status := _status(db, job_id)) in JobStatus.TERMINAL:
+            return status
     with db.session() as session:
         # Chunks stored after this point are embedded under the lock below, not verified here.
         caught_up_to = repository.max_chunk_id(session, collection_id)

@@ -21,7 +21,11 @@ def minimal_pdf(*pages: str) -> bytes:
         )
         objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream))
     objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    return pdf_file(objects)
 
+
+def pdf_file(objects: list[bytes]) -> bytes:
+    """A PDF file of these objects (numbered from 1, object 1 the catalog), with an exact xref."""
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for number, body in enumerate(objects, start=1):

@@ -69,7 +69,6 @@ def _enqueue(services: Services, job_id: str) -> JobAccepted:
 def prune_embeddings(name: str, embedder: str, services: ServicesDep) -> EmbeddingsPruned:
     """Delete the vectors of an embedder the collection no longer serves (ends rollback)."""
     with services.db.session() as session:
-        collection_id = repository.get_collection(session, name).id
-        deleted = repository.prune_embeddings(session, name, embedder)
+        collection_id, deleted = repository.prune_embeddings(session, name, embedder)
     services.indexes.drop(collection_id, embedder)
     return EmbeddingsPruned(collection=name, embedder=embedder, deleted=deleted)

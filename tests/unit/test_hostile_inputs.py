@@ -12,7 +12,7 @@ import pytest
 from core.errors import DocumentError
 from retrieval.parsing import extract_text
 from retrieval.pdf_sandbox import read_pdf
-from tests.documents import minimal_pdf
+from tests.documents import minimal_pdf, pdf_file
 
 
 def test_html_with_remote_references_parses_without_any_network(
@@ -58,19 +58,7 @@ def _bomb_pdf(streams: int, mib_each: int) -> bytes:
     ]
     objects += [b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(one), one)]
     objects += objects[-1:] * (streams - 1)
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        xref,
-    )
-    return bytes(out)
+    return pdf_file(objects)
 
 
 def test_decompression_bomb_pdf_fails_alone_and_fast() -> None:
