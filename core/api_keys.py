@@ -7,7 +7,7 @@ make guessing low-entropy passwords expensive, and nobody can enumerate 2**256 s
 a slow hash would add tens of milliseconds to every request. The stored hash is compared with
 `hmac.compare_digest`, so the time a comparison takes says nothing about how much matched.
 
-Operators manage keys through `rag keys` (app/cli.py), which talks to the database directly.
+Operators manage keys through `rag keys` (app/cli/keys.py), which talks to the database directly.
 """
 
 from __future__ import annotations

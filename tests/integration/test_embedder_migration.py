@@ -277,10 +277,11 @@ def test_cli_migrates_with_a_progress_bar_and_rolls_back(
     from typer.testing import CliRunner
 
     from app import cli
+    from app.cli import http
 
     name = ingest(api, corpus, 5)
     # The CLI's HTTP client, pointed at the in-process API (a TestClient is an httpx.Client).
-    monkeypatch.setattr(cli, "_client", lambda *_: contextlib.nullcontext(api))
+    monkeypatch.setattr(http, "client", lambda *_: contextlib.nullcontext(api))
     runner = CliRunner()
 
     result = runner.invoke(cli.cli, ["migrate-embedder", "--collection", name, "--to", MINILM_INT8])

@@ -1,0 +1,36 @@
+"""The `rag` command line (operations contract in ../shared/API.md).
+
+One module per command group: server.py (processes and the database), documents.py (client
+commands against a running service), evaluate.py (quality runs), keys.py (API keys); http.py
+holds what the client commands share.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from app.cli import documents, evaluate, server
+from app.cli.keys import keys
+
+cli = typer.Typer(
+    help="Retrieval-augmented generation service with self-reasoning.", no_args_is_help=True
+)
+cli.add_typer(keys, name="keys")
+cli.command()(server.serve)
+cli.command()(server.worker)
+cli.command()(server.migrate)
+cli.command()(server.requeue)
+cli.command()(documents.ingest)
+cli.command()(documents.search)
+cli.command()(documents.ask)
+cli.command(name="migrate-embedder")(documents.migrate_embedder)
+cli.command(name="eval")(evaluate.evaluate)
+
+
+def main() -> None:
+    # Keep tokenizers from forking warnings; the model is local either way.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    cli(args=sys.argv[1:])

@@ -1,0 +1,66 @@
+"""What the client commands share: an HTTP client for a running service (or an in-process
+embedded one), error printing, job watching and the common options."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+UrlOption = Annotated[str, typer.Option(envvar="RAG_URL", help="Base URL of a running service.")]
+KeyOption = Annotated[
+    str, typer.Option(envvar="RAG_API_KEY", help="API key, if the service has keys.")
+]
+
+
+def client(url: str, key: str) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.Client(base_url=url, headers=headers, timeout=httpx.Timeout(120.0, connect=5.0))
+
+
+def check(response: httpx.Response) -> Any:
+    if response.status_code >= 400:
+        try:
+            error = response.json()["error"]
+            message = f"{error['code']}: {error['message']}"
+        except (ValueError, KeyError, TypeError):
+            message = response.text
+        typer.echo(f"error {response.status_code} — {message}", err=True)
+        raise typer.Exit(1)
+    return response.json() if response.content else None
+
+
+@contextmanager
+def connect(url: str | None, key: str) -> Iterator[Any]:
+    """An HTTP client for a running service, or an in-process embedded service."""
+    if url:
+        with client(url, key) as http_client:
+            yield http_client
+        return
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    typer.echo("starting an in-process embedded service", err=True)
+    # Its database may hold API keys too; then the key is needed in process as well.
+    headers = {"Authorization": f"Bearer {key}"} if key else None
+    with TestClient(create_app(), headers=headers) as test_client:
+        yield test_client
+
+
+def watch_job(client: Any, job_id: str, label: str) -> dict[str, Any]:
+    """Poll a job with a progress bar until it ends; returns its last state."""
+    from rich.progress import Progress
+
+    with Progress() as progress:
+        task = progress.add_task(label, total=None)
+        while True:
+            job: dict[str, Any] = check(client.get(f"/admin/v1/jobs/{job_id}"))
+            progress.update(task, completed=job["progress"]["done"], total=job["progress"]["total"])
+            if job["status"] in ("succeeded", "failed", "cancelled"):
+                return job
+            time.sleep(0.5)

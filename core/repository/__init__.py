@@ -1,0 +1,103 @@
+"""Queries. Routes and tasks call these; nothing else writes SQL.
+
+One module per aggregate: collections, jobs (uploads and ingest jobs), documents (and chunks),
+embeddings (index data), migrations (embedder migrations). Callers use `repository.name`.
+"""
+
+from core.repository.collections import (
+    bump_index_version,
+    collection_counts,
+    collection_state,
+    create_collection,
+    get_collection,
+    index_version,
+    list_collections,
+    lock_collection_by_id,
+    take_write_lock,
+)
+from core.repository.documents import (
+    delete_document,
+    document_texts,
+    get_document,
+    list_documents,
+    load_document_for_processing,
+    lock_unfinished_document,
+    mark_document,
+    store_chunks,
+)
+from core.repository.embeddings import (
+    chunk_rows,
+    embedding_ids,
+    embedding_vectors,
+)
+from core.repository.jobs import (
+    create_ingest_job,
+    get_job,
+    job_errors,
+    refresh_ingest_job,
+    unfinished_documents,
+    withdraw_upload,
+)
+from core.repository.migrations import (
+    MIGRATION,
+    active_migration,
+    active_migrations,
+    cancel_job,
+    chunks_missing_embedding,
+    count_embeddings,
+    count_missing_embeddings,
+    create_migration_job,
+    insert_embeddings,
+    lock_job,
+    max_chunk_id,
+    missing_embedding_ids,
+    prune_embeddings,
+    switch_embedder,
+)
+from core.repository.values import ChunkRow, UploadedFile, UploadOutcome
+
+__all__ = [
+    "ChunkRow",
+    "MIGRATION",
+    "UploadOutcome",
+    "UploadedFile",
+    "active_migration",
+    "active_migrations",
+    "bump_index_version",
+    "cancel_job",
+    "chunk_rows",
+    "chunks_missing_embedding",
+    "collection_counts",
+    "collection_state",
+    "count_embeddings",
+    "count_missing_embeddings",
+    "create_collection",
+    "create_ingest_job",
+    "create_migration_job",
+    "delete_document",
+    "document_texts",
+    "embedding_ids",
+    "embedding_vectors",
+    "get_collection",
+    "get_document",
+    "get_job",
+    "index_version",
+    "insert_embeddings",
+    "job_errors",
+    "list_collections",
+    "list_documents",
+    "load_document_for_processing",
+    "lock_collection_by_id",
+    "lock_job",
+    "lock_unfinished_document",
+    "mark_document",
+    "max_chunk_id",
+    "missing_embedding_ids",
+    "prune_embeddings",
+    "refresh_ingest_job",
+    "store_chunks",
+    "switch_embedder",
+    "take_write_lock",
+    "unfinished_documents",
+    "withdraw_upload",
+]

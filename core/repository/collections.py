@@ -1,0 +1,103 @@
+"""Collections: create, look up, lock, count, index versions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import false, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.errors import RagError
+from core.models import (
+    Chunk,
+    Collection,
+    Document,
+    DocumentStatus,
+)
+
+
+def create_collection(session: Session, name: str, embedder: str) -> Collection:
+    collection = Collection(name=name, embedder=embedder)
+    session.add(collection)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise RagError("collection_exists", f"collection {name!r} already exists") from exc
+    return collection
+
+
+def take_write_lock(session: Session) -> None:
+    """SQLite has no row locks, and pysqlite runs a SELECT outside any transaction: write first,
+    so this transaction holds the database's write lock before it reads what it will act on."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(update(Collection).where(false()).values(index_version=0))
+
+
+def get_collection(session: Session, name: str, *, for_update: bool = False) -> Collection:
+    """A collection by name; `for_update` locks its row (FOR NO KEY UPDATE, so inserts that
+    only reference the collection, such as uploads, are not held up)."""
+    query = select(Collection).where(Collection.name == name)
+    if for_update:
+        take_write_lock(session)
+        query = query.with_for_update(key_share=True)
+    collection = session.scalar(query)
+    if collection is None:
+        raise RagError("collection_not_found", f"collection {name!r} does not exist")
+    return collection
+
+
+def collection_state(session: Session, name: str) -> tuple[int, str]:
+    """(index_version, active embedder) of a collection by name: two columns, no ORM object
+    (the cached-query path reads this on every request)."""
+    row = session.execute(
+        select(Collection.index_version, Collection.embedder).where(Collection.name == name)
+    ).one_or_none()
+    if row is None:
+        raise RagError("collection_not_found", f"collection {name!r} does not exist")
+    return int(row[0]), str(row[1])
+
+
+def list_collections(session: Session) -> Sequence[Collection]:
+    return session.scalars(select(Collection).order_by(Collection.name)).all()
+
+
+def collection_counts(session: Session, collection_id: str) -> tuple[int, int]:
+    """(documents ready, chunks) of a collection."""
+    documents = session.scalar(
+        select(func.count())
+        .select_from(Document)
+        .where(Document.collection_id == collection_id, Document.status == DocumentStatus.READY)
+    )
+    chunks = session.scalar(
+        select(func.count()).select_from(Chunk).where(Chunk.collection_id == collection_id)
+    )
+    return int(documents or 0), int(chunks or 0)
+
+
+def bump_index_version(session: Session, collection_id: str) -> None:
+    session.execute(
+        update(Collection)
+        .where(Collection.id == collection_id)
+        .values(index_version=Collection.index_version + 1)
+    )
+
+
+def index_version(session: Session, collection_id: str) -> tuple[int, str]:
+    """(index_version, active embedder) of a collection, read fresh from the database."""
+    row = session.execute(
+        select(Collection.index_version, Collection.embedder).where(Collection.id == collection_id)
+    ).one()
+    return int(row[0]), str(row[1])
+
+
+def lock_collection_by_id(session: Session, collection_id: str) -> Collection:
+    """Lock a collection's row (see `get_collection`); the embedder switch, ingestion's store
+    step and deletes serialize here."""
+    take_write_lock(session)
+    collection = session.scalar(
+        select(Collection).where(Collection.id == collection_id).with_for_update(key_share=True)
+    )
+    if collection is None:
+        raise RagError("collection_not_found", f"collection {collection_id!r} does not exist")
+    return collection

@@ -1,0 +1,151 @@
+"""Documents and their chunks: list, read, delete, process, store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from core.errors import RagError
+from core.models import (
+    Chunk,
+    Collection,
+    Document,
+    DocumentBlob,
+    DocumentStatus,
+    Embedding,
+    utcnow,
+)
+from core.repository.collections import bump_index_version, lock_collection_by_id
+
+
+def list_documents(session: Session, collection_id: str) -> list[tuple[Document, int]]:
+    chunk_counts = (
+        select(Chunk.document_id, func.count().label("n"))
+        .where(Chunk.collection_id == collection_id)
+        .group_by(Chunk.document_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(Document, func.coalesce(chunk_counts.c.n, 0))
+        .outerjoin(chunk_counts, chunk_counts.c.document_id == Document.id)
+        .where(Document.collection_id == collection_id)
+        .order_by(Document.created_at, Document.filename)
+    ).all()
+    return [(doc, int(n)) for doc, n in rows]
+
+
+def get_document(
+    session: Session, collection: Collection, document_id: str
+) -> tuple[Document, int]:
+    document = session.get(Document, document_id)
+    if document is None or document.collection_id != collection.id:
+        raise RagError(
+            "document_not_found", f"document {document_id!r} is not in {collection.name!r}"
+        )
+    chunks = session.scalar(
+        select(func.count()).select_from(Chunk).where(Chunk.document_id == document_id)
+    )
+    return document, int(chunks or 0)
+
+
+def delete_document(session: Session, collection: Collection, document_id: str) -> None:
+    """Delete a document with its chunks and embeddings, and bump the collection's version.
+
+    The collection row is locked first, as ingestion and the embedder switch do: one lock
+    order, no deadlock.
+    """
+    lock_collection_by_id(session, collection.id)
+    result = session.execute(
+        delete(Document).where(Document.id == document_id, Document.collection_id == collection.id)
+    )
+    if getattr(result, "rowcount", 0) == 0:
+        raise RagError(
+            "document_not_found", f"document {document_id!r} is not in {collection.name!r}"
+        )
+    bump_index_version(session, collection.id)
+
+
+def lock_unfinished_document(session: Session, document_id: str) -> Document | None:
+    """Lock a document for its ingestion task; None if it is gone or already finished."""
+    document = session.scalar(select(Document).where(Document.id == document_id).with_for_update())
+    if document is None or document.status in DocumentStatus.TERMINAL:
+        return None
+    return document
+
+
+def load_document_for_processing(
+    session: Session, document_id: str
+) -> tuple[Document, bytes] | None:
+    """Lock a document and read its bytes; None if it is gone or already finished."""
+    document = lock_unfinished_document(session, document_id)
+    if document is None:
+        return None
+    blob = session.get(DocumentBlob, document_id)
+    if blob is None:
+        return None
+    return document, blob.data
+
+
+def mark_document(
+    session: Session, document_id: str, status: str, *, error: str | None = None
+) -> None:
+    session.execute(
+        update(Document)
+        .where(Document.id == document_id)
+        .values(status=status, error=error, updated_at=utcnow())
+    )
+
+
+def store_chunks(
+    session: Session,
+    document: Document,
+    text: str,
+    spans: Sequence[tuple[int, int, int, str]],
+    embedder: str,
+    vectors: np.ndarray,
+) -> None:
+    """Insert a document's chunks and their vectors and mark it ready, in the caller's transaction.
+
+    Raises IntegrityError if the chunks exist already (a re-delivered task): the caller rolls back.
+    """
+    chunks = [
+        Chunk(
+            document_id=document.id,
+            collection_id=document.collection_id,
+            ordinal=ordinal,
+            start_offset=start,
+            end_offset=end,
+            text=chunk_text,
+        )
+        for ordinal, start, end, chunk_text in spans
+    ]
+    session.add_all(chunks)
+    session.flush()
+    vectors = np.ascontiguousarray(vectors, dtype="<f4")
+    session.add_all(
+        Embedding(
+            chunk_id=chunk.id,
+            embedder=embedder,
+            collection_id=document.collection_id,
+            vector=vectors[i].tobytes(),
+        )
+        for i, chunk in enumerate(chunks)
+    )
+    document.text = text
+    document.status = DocumentStatus.READY
+    document.error = None
+    session.flush()
+    bump_index_version(session, document.collection_id)
+
+
+def document_texts(session: Session, document_ids: Iterable[str]) -> dict[str, str]:
+    """Extracted texts of ready documents, by id (citations are verified against these)."""
+    rows = session.execute(
+        select(Document.id, Document.text).where(
+            Document.id.in_(list(document_ids)), Document.status == DocumentStatus.READY
+        )
+    ).all()
+    return {doc_id: text for doc_id, text in rows if text is not None}

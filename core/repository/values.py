@@ -1,0 +1,32 @@
+"""Values the repository hands back and takes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    filename: str
+    media_type: str
+    sha256: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    document_id: str
+    filename: str
+    status: str  # "queued" | "duplicate"
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """A stored chunk with what a search hit needs."""
+
+    chunk_id: int
+    document_id: str
+    filename: str
+    text: str
+    start: int
+    end: int
