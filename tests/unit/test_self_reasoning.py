@@ -6,7 +6,7 @@ import pytest
 
 from generation.grounding import grounded_answer, salvage_json
 from generation.prompts import evidence_schema, make_passages, relevance_schema, system_message
-from generation.self_reasoning import (
+from generation.steps import (
     StepOutputError,
     clip,
     parse_evidence,
