@@ -182,6 +182,11 @@ class QueryResponse(BaseModel):
         description="model: the model's answer, supported by the evidence; extractive: the "
         "model's answer was not, so the answer is the best cited evidence sentence.",
     )
+    analysis_source: Literal["model", "evidence"] | None = Field(
+        default=None,
+        description="model: the model's analysis, each sentence citing evidence it is grounded "
+        "in (others are dropped); evidence: no sentence was, so the analysis quotes the evidence.",
+    )
     model_answer: str | None = Field(
         default=None,
         description="The model's own answer, when answer_source is extractive (it was replaced).",

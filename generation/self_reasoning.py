@@ -25,7 +25,7 @@ from core.errors import RagError
 from core.settings import PipelineSettings
 from generation import prompts
 from generation.generator import Completion, Generator, GeneratorUnavailable, Message
-from generation.grounding import grounded_answer
+from generation.grounding import grounded_analysis, grounded_answer
 from generation.prompts import Passage
 from generation.steps import (
     Evidence,
@@ -161,7 +161,15 @@ class SelfReasoningPipeline:
                 **{
                     k: v
                     for k, v in final.items()
-                    if k in ("supported", "degraded", "hits", "answer_source", "model_answer")
+                    if k
+                    in (
+                        "supported",
+                        "degraded",
+                        "hits",
+                        "answer_source",
+                        "analysis_source",
+                        "model_answer",
+                    )
                 },
                 "cached": False,
                 "model": model,
@@ -360,6 +368,11 @@ class SelfReasoningPipeline:
         analysis: str,
         answer: str,
     ) -> AsyncIterator[Event]:
+        analysis, _ = repair_markers(analysis, evidence)
+        # Every analysis sentence must cite evidence and add nothing the evidence lacks.
+        analysis, _dropped, rewritten = grounded_analysis(
+            analysis, question, {e.id: e.quote for e in evidence}
+        )
         analysis, cited = repair_markers(analysis, evidence)
         # An extractive answer is a cited sentence, from the best-ranked document.
         pool = [e for e in evidence if e.id in cited] or evidence
@@ -383,6 +396,7 @@ class SelfReasoningPipeline:
                 "evidence": [asdict(e) for e in evidence],
                 "supported": bool(citations),
                 "answer_source": source,
+                "analysis_source": "evidence" if rewritten else "model",
                 # What the model wrote, when grounding replaced it (benchmarks score both).
                 **({"model_answer": model_answer} if source == "extractive" else {}),
             },

@@ -52,6 +52,10 @@ def bench(
         float, typer.Option(help="Withhold the gold documents of this share of questions.")
     ] = 0.0,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 13,
+    max_documents: Annotated[
+        int | None,
+        typer.Option(help="Cap the collection: gold documents plus random distractors."),
+    ] = 200,
     data_dir: Annotated[Path, typer.Option(help="Folder of the public datasets.")] = Path(
         "../shared/datasets"
     ),
@@ -79,6 +83,7 @@ def bench(
             seed=seed,
             data_dir=data_dir,
             holdout=holdout,
+            max_documents=max_documents,
         )
     except (ValueError, OSError) as exc:
         typer.echo(f"cannot load {dataset}: {exc}", err=True)

@@ -56,11 +56,14 @@ def load_benchmark(
     seed: int = 13,
     data_dir: Path = Path("../shared/datasets"),
     holdout: float = 0.0,
+    max_documents: int | None = None,
 ) -> BenchSet:
     """`dataset` is a name in DATASETS or a folder with `corpus/` and `questions.jsonl`.
 
     `questions` samples that many (seeded); `holdout` withholds the gold documents of that share
     of the sampled answerable questions, which then count as `left_out` (to be declined).
+    `max_documents` caps the collection: the sampled questions' gold documents, then seeded
+    distractors from the rest (ingesting a whole dataset takes long on a small machine).
     """
     rng = random.Random(seed)  # noqa: S311 - seeded sampling, not security
     folder = Path(dataset)
@@ -83,9 +86,24 @@ def load_benchmark(
         )
     if questions is not None and len(bench.questions) > questions:
         bench.questions = _sample(bench.questions, questions, rng)
+    if max_documents is not None and len(bench.documents) > max_documents:
+        _cap(bench, max_documents, rng)
     if holdout > 0:
         _withhold(bench, holdout, rng)
     return bench
+
+
+def _cap(bench: BenchSet, limit: int, rng: random.Random) -> None:
+    gold = list(dict.fromkeys(d for q in bench.questions for d in q.gold_docs))
+    others = sorted(set(bench.documents) - set(gold))
+    room = max(0, limit - len(gold))
+    keep = set(gold) | set(rng.sample(others, min(room, len(others))))
+    total = len(bench.documents)
+    bench.documents = {k: v for k, v in bench.documents.items() if k in keep}
+    bench.notes.append(
+        f"{len(bench.documents)} of {total} documents ingested: every sampled question's gold "
+        "documents plus seeded random distractors"
+    )
 
 
 def _sample(items: list[BenchQuestion], n: int, rng: random.Random) -> list[BenchQuestion]:
