@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core import repository
 from core.db import Database
-from core.errors import DocumentError
+from core.errors import DocumentError, RagError
 from core.models import DocumentStatus
 from core.settings import IngestSettings
 from retrieval.chunker import chunk_text
@@ -98,6 +98,12 @@ def ingest_document(
     except IntegrityError:
         # Another delivery of this task stored the chunks first (or the document was deleted).
         log.info("document %s was stored by a concurrent delivery; nothing to do", document_id)
+        return IngestResult(Outcome.SKIPPED)
+    except RagError as exc:
+        if exc.code != "collection_not_found":
+            raise
+        # The collection was deleted while this document was being embedded.
+        log.info("collection of document %s was deleted; nothing to store", document_id)
         return IngestResult(Outcome.SKIPPED)
     return IngestResult(Outcome.READY, len(spans))
 

@@ -1,0 +1,26 @@
+"""documents.original_filename: the full uploaded name when the stored one was shortened
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-12-01 21:40:00
+"""
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+
+revision: str = '0003'
+down_revision: str | None = '0002'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('documents', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('original_filename', sa.Text(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('documents', schema=None) as batch_op:
+        batch_op.drop_column('original_filename')
