@@ -63,6 +63,8 @@ def ingest_document(
             media_type,
             pdf_timeout_s=settings.pdf_timeout_s,
             pdf_memory_mb=settings.pdf_memory_mb,
+            max_chars=settings.max_text_chars,
+            max_unpacked_bytes=settings.max_unpacked_mb * 1024 * 1024,
         )
         spans = chunk_text(text, settings.chunk_size, settings.chunk_overlap)
     except DocumentError as exc:

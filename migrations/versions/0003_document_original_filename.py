@@ -1,4 +1,5 @@
-"""documents.original_filename: the full uploaded name when the stored one was shortened
+"""documents: original_filename (the full uploaded name when the stored one was shortened);
+media_type widened to 128 (office media types are up to 73 characters)
 
 Revision ID: 0003
 Revises: 0002
@@ -19,8 +20,14 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table('documents', schema=None) as batch_op:
         batch_op.add_column(sa.Column('original_filename', sa.Text(), nullable=True))
+        batch_op.alter_column(
+            'media_type', existing_type=sa.String(length=64), type_=sa.String(length=128)
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table('documents', schema=None) as batch_op:
+        batch_op.alter_column(
+            'media_type', existing_type=sa.String(length=128), type_=sa.String(length=64)
+        )
         batch_op.drop_column('original_filename')
