@@ -240,3 +240,16 @@ def test_supported_is_false_when_nothing_is_relevant(
     answer = client.post("/v1/query", json={"collection": name, "question": "Exports?"}).json()
     assert answer["citations"] == []
     assert answer["supported"] is False
+
+
+def test_docs_pages_load_their_assets_locally(client: TestClient) -> None:
+    for page, asset in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        html = client.get(page).text
+        assert f"/docs/assets/{asset}" in html
+        assert "cdn." not in html and "fonts.googleapis" not in html
+        served = client.get(f"/docs/assets/{asset}")
+        assert served.status_code == 200 and len(served.content) > 100_000
+    assert client.get("/docs/assets/swagger-ui.css").status_code == 200
+    refused = client.get("/docs/assets/apps.py")
+    assert refused.status_code == 404
+    assert refused.json()["error"]["code"] == "not_found"
