@@ -85,8 +85,13 @@ class IngestSettings(BaseModel):
     # PDF text extraction runs in a child process with these bounds, so a hostile PDF (a
     # decompression bomb, a huge page tree) fails its document instead of hanging or
     # exhausting a worker.
+    # The same child and bounds read every other format but text, Markdown and HTML
+    # (docx, pptx, xlsx, odt, epub, eml, csv, json, xml), which also stop at max_text_chars
+    # (a huge sheet) and refuse zip containers that unpack past max_unpacked_mb (a zip bomb).
     pdf_timeout_s: float = 120.0
     pdf_memory_mb: int = 1024
+    max_text_chars: int = 20_000_000
+    max_unpacked_mb: int = 512
 
 
 class OpenAISettings(BaseModel):

@@ -394,7 +394,8 @@ class SelfReasoningPipeline:
                 "citations": [asdict(c) for c in citations],
                 "relevance": [asdict(j) for j in judged],
                 "evidence": [asdict(e) for e in evidence],
-                "supported": bool(citations),
+                # Backed by a passage judged relevant and a verbatim-verified quote (API.md).
+                "supported": bool(citations) and any(j.relevant for j in judged),
                 "answer_source": source,
                 "analysis_source": "evidence" if rewritten else "model",
                 # What the model wrote, when grounding replaced it (benchmarks score both).

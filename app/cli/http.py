@@ -11,15 +11,40 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-UrlOption = Annotated[str, typer.Option(envvar="RAG_URL", help="Base URL of a running service.")]
+UrlOption = Annotated[
+    str,
+    typer.Option("--url", envvar="RAG_URL", help="Base URL of a running service (or set RAG_URL)."),
+]
 KeyOption = Annotated[
     str, typer.Option(envvar="RAG_API_KEY", help="API key, if the service has keys.")
 ]
 
 
-def client(url: str, key: str) -> httpx.Client:
+@contextmanager
+def client(url: str, key: str) -> Iterator[httpx.Client]:
+    """An HTTP client for the service at `url`. A service that cannot be reached ends the
+    command with one line saying so, not a traceback."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return httpx.Client(base_url=url, headers=headers, timeout=httpx.Timeout(120.0, connect=5.0))
+    with httpx.Client(
+        base_url=url, headers=headers, timeout=httpx.Timeout(120.0, connect=5.0)
+    ) as http_client:
+        try:
+            yield http_client
+        except httpx.TransportError as exc:
+            typer.echo(unreachable(url, exc), err=True)
+            raise typer.Exit(1) from None
+
+
+def unreachable(url: str, exc: httpx.TransportError) -> str:
+    """One line for a transport failure: what, where, and the likely fix."""
+    if isinstance(exc, httpx.ConnectError):
+        reason = str(exc).split("] ", 1)[-1].lower() or "connection failed"
+        if "refused" in reason:
+            reason = "connection refused"
+        return f"cannot reach {url}: {reason}; is `rag serve` running (or --url / RAG_URL wrong)?"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"cannot reach {url}: no answer in time ({type(exc).__name__})"
+    return f"cannot reach {url}: {type(exc).__name__}: {exc}"
 
 
 def check(response: httpx.Response) -> Any:
