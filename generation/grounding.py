@@ -98,13 +98,39 @@ def extractive_answer(quotes: list[str], limit: int) -> str:
     return (cut[:space] if space > limit // 2 else cut).rstrip() + "…"
 
 
+def _stem(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") else word
+
+
+def answer_span(answer: str, question: str, quotes: list[str], max_words: int = 15) -> str:
+    """The shortest stretch of one quote that holds the answer's words found there (the quote
+    with the most of them), at most `max_words` words; "" when no quote shares a word with
+    what the answer adds to the question."""
+    wanted = _content_words(answer) - _content_words(question)
+    best = ""
+    best_hits = 0
+    for quote in quotes:
+        words = list(_WORD.finditer(quote.casefold()))
+        hits = [i for i, w in enumerate(words) if _stem(w.group()) in wanted]
+        if len(hits) <= best_hits or hits[-1] - hits[0] >= max_words:
+            continue
+        best_hits = len(hits)
+        best = quote[words[hits[0]].start() : words[hits[-1]].end()]
+    return " ".join(best.split())
+
+
 def grounded_answer(
     answer: str, question: str, quotes: list[str], limit: int
 ) -> tuple[str, AnswerSource]:
     """The model's answer when the evidence supports it, else an extractive one from the
-    evidence (which was verified verbatim), so a weak model still gives a usable answer."""
+    evidence (which was verified verbatim): the span of a cited sentence that holds what the
+    model's answer shares with it, or the best cited sentence, so a weak model's drifting
+    wording still gives a usable, grounded answer."""
     if not quotes or (answer.strip() and is_supported(answer, question, quotes)):
         return answer, "model"
+    span = answer_span(answer, question, quotes)
+    if span and is_supported(span, question, quotes):
+        return span, "extractive"
     return extractive_answer(quotes, limit), "extractive"
 
 

@@ -39,7 +39,7 @@ def run_one(model: str, name: str, dataset: str, questions: int, out: Path) -> d
     command = [
         sys.executable, "-m", "app.cli", "bench", dataset, "--split", "train",
         "--questions", str(questions), "--modes", MODES, "--model", model,
-        "--output", str(stem),
+        "--max-documents", "60", "--output", str(stem),
     ]  # fmt: skip
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL)  # noqa: S603

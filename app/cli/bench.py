@@ -118,6 +118,18 @@ def evaluate(
     run_benchmark(bench_set, modes, top_k, against, key, model, output, {})
 
 
+def _log_result(r: Any) -> None:
+    """One line per answered question on stderr (a log when the progress bar is not shown)."""
+    if r.error:
+        verdict = f"error {r.error[:120]}"
+    elif r.kind != "answerable":
+        verdict = "declined" if r.declined else f"answered ({r.kind}): {r.answer[:60]!r}"
+    else:
+        verdict = ("right" if r.correct else "wrong") + (f" [{r.loss}]" if r.loss else "")
+        verdict += f": {r.answer[:60]!r}"
+    typer.echo(f"{r.mode} {r.id}: {verdict} ({r.latency_ms / 1000:.1f} s)", err=True)
+
+
 def run_benchmark(
     bench_set: Any,
     modes: str,
@@ -155,6 +167,7 @@ def run_benchmark(
                 modes=mode_list,
                 progress=lambda stage, k: bar.advance(tasks[stage], k),
                 extra=extra,
+                on_result=_log_result,
             )
             ingest_s = runner.ingest(bench_set)
             report = runner.run(bench_set, ingest_s).to_json()

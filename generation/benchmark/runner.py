@@ -71,6 +71,8 @@ class QuestionResult:
     precise: int = 0
     evidence_recall: float | None = None
     answer_source: str | None = None
+    model_answer: str | None = None  # the model's own answer, when grounding replaced it
+    analysis: str = ""
     loss: str | None = None  # a LOSS_STAGES entry, "ok", or None (not a reasoning mode)
     error: str | None = None
     latency_ms: float = 0.0
@@ -167,6 +169,7 @@ class BenchRunner:
         modes: Sequence[str] = ("steps", "one_call"),
         progress: Callable[[str, int], None] | None = None,
         extra: dict[str, Any] | None = None,
+        on_result: Callable[[QuestionResult], None] | None = None,
     ) -> None:
         unknown = set(modes) - set(ALL_MODES)
         if unknown:
@@ -177,6 +180,7 @@ class BenchRunner:
         self._modes = list(modes)
         self._progress = progress or (lambda _stage, _n: None)
         self._extra = extra or {}
+        self._on_result = on_result or (lambda _r: None)
         self._texts: dict[str, str] = {}
 
     # Ingestion ------------------------------------------------------------------------------
@@ -233,6 +237,7 @@ class BenchRunner:
                 result, served = self._ask(q, mode, hits_by_question[q.id])
                 model = served or model
                 report.results.append(result)
+                self._on_result(result)
                 self._progress(mode, 1)
             reports.append(report)
         return BenchReport(
@@ -276,6 +281,8 @@ class BenchRunner:
     ) -> None:
         r.answer = str(data.get("answer", ""))
         r.answer_source = data.get("answer_source")
+        r.model_answer = data.get("model_answer")
+        r.analysis = str(data.get("analysis", ""))
         usage = data.get("usage") or {}
         r.prompt_tokens = int(usage.get("prompt_tokens", 0))
         r.completion_tokens = int(usage.get("completion_tokens", 0))

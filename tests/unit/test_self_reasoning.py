@@ -187,3 +187,16 @@ def test_an_analysis_with_nothing_grounded_is_rewritten_from_the_evidence() -> N
     )
     assert rewritten and dropped == 2
     assert kept == "BIOS stands for Basic Input/Output System. [1]"
+
+
+def test_a_drifting_answer_becomes_the_span_of_the_cited_sentence() -> None:
+    quotes = ["Paris, the capital city of France, lies on the Seine river in the north."]
+    answer, source = grounded_answer(
+        "Paris, known for the Eiffel Tower and its great museums",
+        "What is the capital?",
+        quotes,
+        200,
+    )
+    assert source == "extractive"
+    assert answer == "Paris"
+    assert answer in quotes[0]
