@@ -201,6 +201,12 @@ class AdapterCreate(BaseModel):
     path: str = Field(min_length=1, max_length=1024)
 
 
+class Identity(BaseModel):
+    role: Literal["admin", "query"]
+    keys_required: bool = Field(description="False: no keys exist and every route is open.")
+    key_id: str | None = Field(default=None, description="The key's public id (never its secret).")
+
+
 class Health(BaseModel):
     status: str
 
