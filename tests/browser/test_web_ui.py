@@ -19,7 +19,7 @@ from core.migrate import upgrade
 from core.settings import Settings
 from generation.generator import Completion, Generator, Message
 from tests.browser.conftest import TEST_OUTPUT, UiServer
-from tests.integration.fakes import SchemaFollowingGenerator, minimal_instance
+from tests.integration.fakes import NothingRelevant, SchemaFollowingGenerator, minimal_instance
 
 pytestmark = pytest.mark.browser
 
@@ -239,6 +239,66 @@ def test_hostile_document_and_model_output_stay_inert(
             f"{server.url}/ui/main.js"
         ]
         assert not violations, violations
+
+
+class SwitchableGenerator(NothingRelevant):
+    """FAKE generator, labelled as such: judges every chunk not relevant, or, once `broken` is
+    set, replies with text that is not JSON at all (so the query fails after one repair). What is
+    under test is how the page reports an unanswerable question and a failed query."""
+
+    model = "fake-switchable"
+    broken = False
+
+    async def generate(
+        self,
+        messages: list[Message],
+        *,
+        schema: dict[str, Any] | None,
+        max_tokens: int,
+        adapter: str | None = None,
+    ) -> Completion:
+        if self.broken:
+            return Completion("I would rather not say.", self.model, 10, 5, 0, 0.0)
+        return await super().generate(messages, schema=schema, max_tokens=max_tokens)
+
+
+def test_unanswerable_question_and_failed_query_are_explained(
+    serve: Serve, open_page: Callable[[str], Any], corpus: Path
+) -> None:
+    generator = SwitchableGenerator()
+    with serve(generator) as server:
+        server.create_collection("dict")
+        server.ingest("dict", [(AGP, (corpus / AGP).read_bytes())])
+        page = open_page(server.url)
+        page.fill("#question", "Who painted the Mona Lisa?")
+        page.click("#ask-button")
+        page.wait_for_selector('#answer-view[data-state="done"]')
+        assert "do not answer" in page.locator("#no-support").inner_text()
+        assert page.locator("#citations li.citation").count() == 0
+        assert page.locator("#hits .verdict.irrelevant").count() >= 1
+
+        generator.broken = True
+        page.fill("#question", "What is AGP?")
+        page.click("#ask-button")
+        page.wait_for_selector('#answer-view[data-state="error"]')
+        error = page.locator("#ask-error").inner_text()
+        assert error.startswith("generator_invalid_output: "), error
+        assert page.locator("#run-step").inner_text() == "failed"
+
+        # An error before the stream starts (an adapter the generator does not serve) is shown
+        # with the API's code and message too.
+        page.evaluate(
+            """() => {
+                const option = document.createElement('option');
+                option.value = 'no-such-adapter';
+                option.textContent = 'no-such-adapter';
+                document.getElementById('ask-adapter').append(option);
+            }"""
+        )
+        page.select_option("#ask-adapter", "no-such-adapter")
+        page.click("#ask-button")
+        page.wait_for_selector('#answer-view[data-state="error"] #ask-error:not([hidden])')
+        assert page.locator("#ask-error").inner_text().startswith("adapter_not_found: ")
 
 
 def test_query_key_sees_no_admin_controls_and_the_server_still_refuses(
