@@ -8,7 +8,18 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api import adapters, collections, documents, health, jobs, metrics, query, search
+from app.api import (
+    adapters,
+    collections,
+    documents,
+    health,
+    identity,
+    jobs,
+    metrics,
+    query,
+    search,
+    ui,
+)
 from app.api import embedders as embedders_api
 from app.auth import AuthGuard, AuthMiddleware
 from app.body_limit import BodyLimitMiddleware
@@ -73,4 +84,6 @@ def create_app(
     for module in (health, collections, documents, jobs, search, query, adapters, embedders_api):
         app.include_router(module.router)
     app.include_router(metrics.router)
+    app.include_router(identity.router)
+    app.include_router(ui.router)
     return app

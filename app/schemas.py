@@ -371,6 +371,12 @@ class AdapterCreate(BaseModel):
     )
 
 
+class Identity(BaseModel):
+    role: Literal["admin", "query"]
+    keys_required: bool = Field(description="False: no keys exist and every route is open.")
+    key_id: str | None = Field(default=None, description="The key's public id (never its secret).")
+
+
 class Health(BaseModel):
     status: str = Field(description="ok")
 

@@ -12,6 +12,13 @@ print(SMALL_MODEL, DEFAULT_MODEL)'); do
   .venv/bin/rag models install "$model" --models-dir models
 done
 
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser here).
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing chromium for the browser tests" >&2
+  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } >&2 \
+    || echo "could not install chromium; the browser tests will skip" >&2
+fi
+
 # Start the local services the integration tests need if they are not answering
 # (the machine's documented start commands).
 if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
