@@ -169,7 +169,8 @@ class UploadBatch {
 
   async refreshRows(collection, job) {
     // Per-file status in the job itself when the server reports it; otherwise the documents.
-    let docs = Array.isArray(job.documents) ? job.documents : null;
+    // (`files`: one entry per uploaded file, GET /admin/v1/jobs/{id}.)
+    let docs = Array.isArray(job.files) ? job.files.filter((f) => f.document_id) : null;
     if (!docs) {
       try {
         const path = `/v1/collections/${encodeURIComponent(collection)}/documents`;
