@@ -7,7 +7,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from core.settings import RetrievalMode
+
 COLLECTION_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+RETRIEVAL_HELP = (
+    "dense: nearest embeddings (FAISS); lexical: BM25 over chunk text; hybrid: both, fused by "
+    "reciprocal rank."
+)
 
 
 class ErrorBody(BaseModel):
@@ -22,6 +29,15 @@ class ErrorResponse(BaseModel):
 class CollectionCreate(BaseModel):
     name: str = Field(pattern=COLLECTION_NAME, description="Letters, digits, '_', '.', '-'.")
     embedder: str | None = None
+    retrieval: RetrievalMode | None = Field(
+        default=None, description=RETRIEVAL_HELP + " Unset: the server default."
+    )
+
+
+class CollectionUpdate(BaseModel):
+    retrieval: RetrievalMode | None = Field(
+        description=RETRIEVAL_HELP + " null: follow the server default."
+    )
 
 
 class CollectionOut(BaseModel):
@@ -32,6 +48,12 @@ class CollectionOut(BaseModel):
     index_version: int
     created_at: datetime
     previous_embedder: str | None = None
+    retrieval: RetrievalMode = Field(
+        description="The mode searches use unless a request names one."
+    )
+    retrieval_setting: RetrievalMode | None = Field(
+        default=None, description="The collection's own setting; null: the server default."
+    )
 
 
 class CollectionList(BaseModel):
@@ -88,6 +110,9 @@ class SearchRequest(BaseModel):
     collection: str = Field(pattern=COLLECTION_NAME)
     query: str = Field(min_length=1, max_length=4000)
     top_k: int = Field(default=5, ge=1, le=100)
+    retrieval: RetrievalMode | None = Field(
+        default=None, description=RETRIEVAL_HELP + " Unset: the collection's setting."
+    )
 
 
 class SearchHit(BaseModel):
@@ -104,6 +129,9 @@ class SearchResponse(BaseModel):
     hits: list[SearchHit]
     index_version: int
     embedder: str
+    retrieval: RetrievalMode = Field(
+        description="The mode used. Scores: cosine (dense), BM25 (lexical), RRF (hybrid)."
+    )
 
 
 class IndexRebuilt(BaseModel):
@@ -111,6 +139,7 @@ class IndexRebuilt(BaseModel):
     embedder: str
     vectors: int
     index_version: int
+    lexical_chunks: int = Field(description="Chunks in the rebuilt BM25 index.")
 
 
 class QueryRequest(BaseModel):
@@ -125,6 +154,9 @@ class QueryRequest(BaseModel):
         default=None,
         description="steps (default): relevance, evidence, analysis as three calls; single_pass: "
         "one call emits the whole trajectory; one_call and closed_book are evaluation baselines.",
+    )
+    retrieval: RetrievalMode | None = Field(
+        default=None, description=RETRIEVAL_HELP + " Unset: the collection's setting."
     )
 
 
