@@ -27,6 +27,15 @@ TICKET_TEXT = (
     "# Incident report\n\nThe nightly backup job failed twice this week. After the storage "
     f"controller firmware was updated the job ran again. Reference: {TICKET_ID}.\n"
 )
+# Tickets whose numbers look like it: to the embedder they are all the same kind of token, and
+# the short ones sit closer to the bare number than the report does, so dense ranks it 9th.
+LOOKALIKES = [
+    (
+        f"ticket-{n}.md",
+        f"# Ticket {n}\n\nTicket {n} was closed; see the log of ticket {n}.\n".encode(),
+    )
+    for n in ("QX7735", "QX7743", "QX7374", "QX7724", "QX7733", "QX7744", "QX7034", "QX1734")
+]
 OTHER = "incident-followup.md"
 OTHER_ID = "ZR5521"
 OTHER_TEXT = (
@@ -87,19 +96,17 @@ def chunk_ids_in_db(client: TestClient, name: str) -> set[int]:
 
 
 def document_id(client: TestClient, name: str, filename: str) -> str:
-    documents = client.get(f"/admin/v1/collections/{name}/documents").json()["documents"]
+    documents = client.get(f"/v1/collections/{name}/documents").json()["documents"]
     return next(d["document_id"] for d in documents if d["filename"] == filename)
 
 
 def test_hybrid_finds_an_identifier_that_dense_misses(api: TestClient, corpus: Path) -> None:
-    name = ingest(api, [*corpus_files(corpus, 30), (TICKET, TICKET_TEXT.encode())])
+    name = ingest(api, [*corpus_files(corpus, 10), *LOOKALIKES, (TICKET, TICKET_TEXT.encode())])
     assert TICKET not in found(api, name, TICKET_ID, "dense"), "the premise: dense misses it"
     assert found(api, name, TICKET_ID, "lexical")[0] == TICKET
     assert TICKET in found(api, name, TICKET_ID, "hybrid")[:2]
-    # A natural-language question still works in hybrid: dense and BM25 agree on the answer.
-    assert found(api, name, "What does BIOS stand for?", "hybrid")[0] == (
-        "foldoc-basic-input-output-system-20.md"
-    )
+    # A natural-language question still works in hybrid.
+    assert found(api, name, "What is 56 kbps?", "hybrid")[0] == "foldoc-56-kbps-324.md"
 
 
 def test_bm25_follows_uploads_deletes_and_a_rebuild(
@@ -255,7 +262,7 @@ def test_embedded_sqlite_keeps_bm25_in_step(
     settings = Settings(data_dir=tmp_path)
     assert settings.database_url.startswith("sqlite")
     api = make_client(settings)
-    name = ingest(api, [*corpus_files(corpus, 20), (TICKET, TICKET_TEXT.encode())])
+    name = ingest(api, [*corpus_files(corpus, 10), *LOOKALIKES, (TICKET, TICKET_TEXT.encode())])
     assert TICKET not in found(api, name, TICKET_ID, "dense")
     assert TICKET in found(api, name, TICKET_ID, "hybrid")[:2]
 
