@@ -91,11 +91,11 @@ class Services:
                 log.exception("warming embedder-migration targets failed")
             if time.monotonic() >= next_snapshot:
                 next_snapshot = time.monotonic() + interval
-                try:
-                    self.indexes.save_snapshots()
-                    self.lexical.save_snapshots()
-                except Exception:
-                    log.exception("writing index snapshots failed")
+                for store in (self.indexes, self.lexical):
+                    try:
+                        store.save_snapshots()
+                    except Exception:
+                        log.exception("writing index snapshots failed")
 
     def warm_indexes(self) -> None:
         with self.db.session() as session:

@@ -73,24 +73,26 @@ def search(
     query: str,
     collection: Annotated[str, typer.Option()],
     top_k: Annotated[int, typer.Option("--top-k")] = 5,
+    retrieval: Annotated[
+        str | None, typer.Option(help="dense, lexical or hybrid (default: the collection's)")
+    ] = None,
     url: http.UrlOption = "http://127.0.0.1:8000",
     key: http.KeyOption = "",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Search a collection and print the hits."""
+    body: dict[str, Any] = {"collection": collection, "query": query, "top_k": top_k}
+    if retrieval:
+        body["retrieval"] = retrieval
     with http.client(url, key) as client:
-        result = http.check(
-            client.post(
-                "/v1/search", json={"collection": collection, "query": query, "top_k": top_k}
-            )
-        )
+        result = http.check(client.post("/v1/search", json=body))
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
     for rank, hit in enumerate(result["hits"], 1):
         snippet = " ".join(hit["text"].split())[:160]
         typer.echo(
-            f"{rank}. {hit['score']:.3f}  {hit['filename']} "
+            f"{rank}. {hit['score']:.4f}  {hit['filename']} "
             f"[{hit['start']}:{hit['end']}]\n   {snippet}"
         )
 
