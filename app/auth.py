@@ -3,7 +3,9 @@
 An ASGI middleware rather than per-router dependencies, so that every route — including ones
 other routers add later, `/metrics`, `/docs` and `/openapi.json`, and paths that match no
 route — is covered without anyone remembering to opt in. Only `/healthz` is open, because a
-load balancer or orchestrator probes it without credentials and it reveals nothing.
+load balancer or orchestrator probes it without credentials and it reveals nothing, and the web
+interface's static files (`/`, `/ui/...`), which hold no data: the page asks for a key and sends
+it with every API call.
 
 Rules (../shared/API.md, "Auth"):
 - no key was ever created: every route is open (the local embedded default; `rag serve`
@@ -43,8 +45,17 @@ from core.settings import Settings
 log = logging.getLogger(__name__)
 
 OPEN_PATHS = frozenset({"/healthz"})
+# The web interface's static files (app/api/ui.py) hold no data: the page loads without a key,
+# asks for one, and sends it with every API call it makes.
+UI_PATHS = frozenset({"/", "/ui"})
+UI_PREFIX = "/ui/"
 ADMIN_PREFIX = "/admin"
 _CACHE_ENTRIES = 10_000
+
+
+def is_open(path: str) -> bool:
+    """Paths served to anyone, keys or not: the liveness probe and the web interface's files."""
+    return path in OPEN_PATHS or path in UI_PATHS or path.startswith(UI_PREFIX)
 
 
 def required_role(path: str) -> str:
@@ -123,7 +134,7 @@ class AuthGuard:
 
     def check(self, path: str, authorization: str | None) -> Verdict:
         """Decide one request (blocking: may query the database and Redis)."""
-        if path in OPEN_PATHS or not self.keys_exist():
+        if is_open(path) or not self.keys_exist():
             return Verdict()
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -165,7 +176,7 @@ class AuthMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or is_open(scope["path"]):
             await self.app(scope, receive, send)
             return
         guard: AuthGuard | None = getattr(scope["app"].state, "auth", None)
@@ -184,6 +195,8 @@ class AuthMiddleware:
                     )
                 )
         if verdict.error is None:
+            # Routes read who is calling from request.state (GET /v1/me); None in open mode.
+            scope.setdefault("state", {})["principal"] = verdict.principal
             await self.app(scope, receive, send)
             return
         await _refuse(send, verdict.error, verdict.retry_after_s)

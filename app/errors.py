@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -14,11 +15,38 @@ from core.errors import RagError
 
 log = logging.getLogger(__name__)
 
-_STARLETTE_CODES = {404: "not_found", 405: "method_not_allowed", 413: "file_too_large"}
+_STARLETTE_CODES = {404: "route_not_found", 405: "method_not_allowed", 413: "file_too_large"}
+_PARAMETER_KINDS = {"query": "query parameter", "path": "path parameter", "header": "header"}
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def validation_problem(error: Any) -> str:
+    """One validation error as a sentence: "question: must contain more than whitespace",
+    "request body is not valid JSON (at character 62)", "unknown field 'foo'"."""
+    loc = [str(part) for part in error.get("loc", ())]
+    kind = error.get("type", "")
+    message = str(error.get("msg", "invalid"))
+    if kind == "json_invalid":
+        at = f" (at character {loc[1]})" if len(loc) > 1 else ""
+        reason = (error.get("ctx") or {}).get("error", "")
+        detail = f": {reason}" if reason else ""
+        return f"request body is not valid JSON{at}{detail}"
+    where = loc[1:] if loc[:1] == ["body"] else loc
+    if loc[:1] == ["body"] and not where:
+        field = "request body"
+    elif loc[:1] and loc[0] in _PARAMETER_KINDS:
+        field = f"{_PARAMETER_KINDS[loc[0]]} {'.'.join(loc[1:])}"
+    else:
+        field = ".".join(where)
+    if kind == "extra_forbidden":
+        return f"unknown field {field!r}: this request does not take it"
+    if kind == "missing":
+        return f"{field}: required"
+    message = message.removeprefix("Value error, ")
+    return f"{field}: {message[:1].lower()}{message[1:]}"
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -28,16 +56,19 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
-            for e in exc.errors()
-        )
+        problems = "; ".join(dict.fromkeys(validation_problem(e) for e in exc.errors()))
         return error_response(422, "validation_error", problems or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STARLETTE_CODES.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        message = str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            # The router found no route: say so, so it never reads like a missing collection.
+            message = f"no such route: {request.method} {request.url.path}"
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}"
+        return error_response(exc.status_code, code, message)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)

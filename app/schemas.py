@@ -1,15 +1,36 @@
-"""Request and response models: the HTTP edge of ../shared/API.md."""
+"""Request and response models: the HTTP edge of ../shared/API.md.
+
+Every field has a description and every request model an example: /docs and /redoc are the
+API's reference, and tests/unit/test_openapi.py walks the generated document to keep it so.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.settings import RetrievalMode
 
 COLLECTION_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_COLLECTION_DESCRIPTION = "Collection name: 1-64 letters, digits, '_', '.', '-'."
+
+
+def _example(example: dict[str, Any], *, forbid: bool = False) -> ConfigDict:
+    """Model config with an OpenAPI example; `forbid`: unknown fields are a 422 (write routes)."""
+    config = ConfigDict(json_schema_extra={"examples": [example]})
+    if forbid:
+        config["extra"] = "forbid"
+    return config
+
+
+def not_blank(value: str) -> str:
+    """Refuse text that is only whitespace: it would search or generate on nothing."""
+    if not value.strip():
+        raise ValueError("must contain more than whitespace")
+    return value
+
 
 RETRIEVAL_HELP = (
     "dense: nearest embeddings (FAISS); lexical: BM25 over chunk text; hybrid: both, fused by "
@@ -18,36 +39,51 @@ RETRIEVAL_HELP = (
 
 
 class ErrorBody(BaseModel):
-    code: str
-    message: str
+    code: str = Field(description="Stable machine code, e.g. `collection_not_found`.")
+    message: str = Field(description="A sentence a person can act on.")
 
 
 class ErrorResponse(BaseModel):
-    error: ErrorBody
+    """The body of every error response, whatever the status."""
+
+    model_config = _example(
+        {"error": {"code": "collection_not_found", "message": "collection 'docs' does not exist"}}
+    )
+
+    error: ErrorBody = Field(description="What went wrong.")
 
 
 class CollectionCreate(BaseModel):
-    name: str = Field(pattern=COLLECTION_NAME, description="Letters, digits, '_', '.', '-'.")
-    embedder: str | None = None
+    model_config = _example({"name": "docs"}, forbid=True)
+
+    name: str = Field(pattern=COLLECTION_NAME, description=_COLLECTION_DESCRIPTION)
+    embedder: str | None = Field(
+        default=None,
+        description="Embedder id (GET /v1/embedders lists them); the default when left out.",
+    )
     retrieval: RetrievalMode | None = Field(
         default=None, description=RETRIEVAL_HELP + " Unset: the server default."
     )
 
 
 class CollectionUpdate(BaseModel):
+    model_config = _example({"retrieval": "hybrid"}, forbid=True)
+
     retrieval: RetrievalMode | None = Field(
         description=RETRIEVAL_HELP + " null: follow the server default."
     )
 
 
 class CollectionOut(BaseModel):
-    name: str
-    embedder: str
-    documents: int
-    chunks: int
-    index_version: int
-    created_at: datetime
-    previous_embedder: str | None = None
+    name: str = Field(description="The collection's name.")
+    embedder: str = Field(description="The embedder its index is built with.")
+    documents: int = Field(description="Documents ready for search.")
+    chunks: int = Field(description="Chunks stored (each is one vector in the index).")
+    index_version: int = Field(description="Bumped by every change to searchable content.")
+    created_at: datetime = Field(description="When the collection was created (UTC).")
+    previous_embedder: str | None = Field(
+        default=None, description="The embedder served before the last switch (for rollback)."
+    )
     retrieval: RetrievalMode = Field(
         description="The mode searches use unless a request names one."
     )
@@ -57,45 +93,114 @@ class CollectionOut(BaseModel):
 
 
 class CollectionList(BaseModel):
-    collections: list[CollectionOut]
+    collections: list[CollectionOut] = Field(description="All collections, by name.")
 
 
 class UploadedDocument(BaseModel):
-    document_id: str
-    filename: str
-    status: Literal["queued", "duplicate"]
+    document_id: str = Field(description="The document's id (an existing one for a duplicate).")
+    filename: str = Field(description="The file's name as stored (at most 255 characters).")
+    status: Literal["queued", "duplicate"] = Field(
+        description="queued: it will be extracted and embedded; duplicate: the same bytes are "
+        "already in the collection, nothing is re-embedded."
+    )
+
+
+class RefusedFile(BaseModel):
+    filename: str = Field(description="The refused file's name.")
+    message: str = Field(description="Why it was refused.")
+    code: str | None = Field(
+        default=None, description="Machine code: empty_document, unsupported_media_type, ..."
+    )
 
 
 class UploadAccepted(BaseModel):
-    job_id: str
-    documents: list[UploadedDocument]
-    errors: list[dict[str, Any]] = Field(default_factory=list)
+    model_config = _example(
+        {
+            "job_id": "4f1c2a9e0b7d4c3e8a6f5b2d1c0e9f8a",
+            "documents": [
+                {
+                    "document_id": "9a8b7c6d5e4f40312a1b0c9d8e7f6a5b",
+                    "filename": "guide.md",
+                    "status": "queued",
+                }
+            ],
+            "errors": [
+                {
+                    "filename": "logo.png",
+                    "message": "unsupported file type (.png) and the content is not "
+                    "recognisable; supported types: .txt, .md, ...",
+                    "code": "unsupported_media_type",
+                }
+            ],
+        }
+    )
+
+    job_id: str = Field(description="Poll GET /admin/v1/jobs/{job_id} for progress.")
+    documents: list[UploadedDocument] = Field(description="The accepted files, in upload order.")
+    errors: list[RefusedFile] = Field(
+        default_factory=list,
+        description="Files refused at upload (empty, unsupported type); the rest were accepted.",
+    )
+    replaces: str | None = Field(
+        default=None, description="The document id a replacing upload (PUT) stands in for."
+    )
 
 
 class Progress(BaseModel):
-    done: int
-    total: int
+    done: int = Field(description="Units finished (documents, or chunks for a migration).")
+    total: int = Field(description="Units in all.")
+
+
+class JobFile(BaseModel):
+    document_id: str | None = Field(description="The document; null for a refused file.")
+    filename: str = Field(description="The uploaded file's name.")
+    status: Literal[
+        "queued", "processing", "ready", "failed", "duplicate", "refused", "deleted"
+    ] = Field(
+        description="Where this file stands: queued/processing/ready/failed for a document of "
+        "this job, duplicate when its bytes were already stored, refused at upload, deleted "
+        "when its document was deleted since."
+    )
+    error: str | None = Field(default=None, description="Why it failed or was refused.")
 
 
 class JobOut(BaseModel):
-    job_id: str
-    kind: str
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
-    collection: str | None = None
-    progress: Progress
-    errors: list[dict[str, Any]]
-    created_at: datetime
-    finished_at: datetime | None = None
+    job_id: str = Field(description="The job's id.")
+    kind: str = Field(description="ingest or embedder_migration.")
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"] = Field(
+        description="succeeded once every file is done and at least one is ready (or none "
+        "needed work); failed when nothing succeeded."
+    )
+    collection: str | None = Field(default=None, description="The collection it works on.")
+    progress: Progress = Field(description="How far it is.")
+    errors: list[dict[str, Any]] = Field(
+        description="Per-file errors: {document_id?, filename?, message}."
+    )
+    files: list[JobFile] | None = Field(
+        default=None, description="An ingest job's files, one entry per uploaded file."
+    )
+    created_at: datetime = Field(description="When the job was created (UTC).")
+    finished_at: datetime | None = Field(default=None, description="When it ended (UTC).")
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut] = Field(description="Jobs, newest first.")
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page; null on the last page."
+    )
 
 
 class DocumentOut(BaseModel):
-    document_id: str
-    filename: str
-    status: str
-    chunks: int
-    sha256: str
-    media_type: str
-    error: str | None = None
+    document_id: str = Field(description="The document's id.")
+    filename: str = Field(description="The file's name as stored (at most 255 characters).")
+    original_filename: str | None = Field(
+        default=None, description="The full name as uploaded, when it had to be shortened."
+    )
+    status: str = Field(description="queued, processing, ready or failed.")
+    chunks: int = Field(description="Chunks stored for it.")
+    sha256: str = Field(description="SHA-256 of the uploaded bytes.")
+    media_type: str = Field(description="The detected media type.")
+    error: str | None = Field(default=None, description="Why it failed.")
 
 
 class DocumentDetail(DocumentOut):
@@ -103,52 +208,79 @@ class DocumentDetail(DocumentOut):
 
 
 class DocumentList(BaseModel):
-    documents: list[DocumentOut]
+    documents: list[DocumentOut] = Field(description="The collection's documents, oldest first.")
 
 
 class SearchRequest(BaseModel):
-    collection: str = Field(pattern=COLLECTION_NAME)
-    query: str = Field(min_length=1, max_length=4000)
-    top_k: int = Field(default=5, ge=1, le=100)
+    model_config = _example(
+        {"collection": "docs", "query": "What does SMTP stand for?", "top_k": 5}, forbid=True
+    )
+
+    collection: str = Field(pattern=COLLECTION_NAME, description=_COLLECTION_DESCRIPTION)
+    query: str = Field(min_length=1, max_length=4000, description="The text to search for.")
+    top_k: int = Field(default=5, ge=1, le=100, description="How many hits to return.")
     retrieval: RetrievalMode | None = Field(
         default=None, description=RETRIEVAL_HELP + " Unset: the collection's setting."
     )
 
+    _query_not_blank = field_validator("query")(not_blank)
+
 
 class SearchHit(BaseModel):
-    chunk_id: int
-    document_id: str
-    filename: str
-    text: str
-    score: float
-    start: int
-    end: int
+    chunk_id: int = Field(description="The chunk's id.")
+    document_id: str = Field(description="The document it belongs to.")
+    filename: str = Field(description="That document's filename.")
+    text: str = Field(description="The chunk's text.")
+    score: float = Field(description="Similarity to the query; higher is nearer.")
+    start: int = Field(description="Offset of the chunk in the document's extracted text.")
+    end: int = Field(description="End offset (exclusive): text == document.text[start:end].")
 
 
 class SearchResponse(BaseModel):
-    hits: list[SearchHit]
-    index_version: int
-    embedder: str
+    hits: list[SearchHit] = Field(description="Nearest chunks first.")
+    index_version: int = Field(description="The collection version the search ran against.")
+    embedder: str = Field(description="The embedder that embedded the query.")
     retrieval: RetrievalMode = Field(
         description="The mode used. Scores: cosine (dense), BM25 (lexical), RRF (hybrid)."
     )
 
 
 class IndexRebuilt(BaseModel):
-    collection: str
-    embedder: str
-    vectors: int
-    index_version: int
+    collection: str = Field(description="The collection.")
+    embedder: str = Field(description="The embedder whose index was rebuilt.")
+    vectors: int = Field(description="Vectors in the rebuilt index.")
+    index_version: int = Field(description="The collection's version at the rebuild.")
     lexical_chunks: int = Field(description="Chunks in the rebuilt BM25 index.")
 
 
 class QueryRequest(BaseModel):
-    collection: str = Field(pattern=COLLECTION_NAME)
-    question: str = Field(min_length=1, max_length=2000)
-    top_k: int | None = Field(default=None, ge=1, le=20)
-    adapter: str | None = Field(default=None, min_length=1, max_length=128)
-    stream: bool = False
-    allow_unsupported: bool = False
+    model_config = _example(
+        {"collection": "docs", "question": "What does SMTP stand for?", "top_k": 5}, forbid=True
+    )
+
+    collection: str = Field(pattern=COLLECTION_NAME, description=_COLLECTION_DESCRIPTION)
+    question: str = Field(
+        min_length=1, max_length=2000, description="The question; not only whitespace."
+    )
+    top_k: int | None = Field(
+        default=None, ge=1, le=20, description="Passages to retrieve; the configured default."
+    )
+    adapter: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="A LoRA adapter the generator serves (GET /v1/adapters).",
+    )
+    stream: bool = Field(
+        default=False,
+        description="True: answer as server-sent events (retrieval, relevance, evidence, "
+        "analysis, answer, then done or error).",
+    )
+    allow_unsupported: bool = Field(
+        default=False,
+        description="When nothing retrieved is relevant, answer from the model's own knowledge "
+        "(citing nothing, supported: false) instead of saying there is no support.",
+    )
     use_cache: bool = Field(default=True, description="False skips the cache lookup (evaluation).")
     mode: Literal["steps", "single_pass", "one_call", "closed_book"] | None = Field(
         default=None,
@@ -159,53 +291,70 @@ class QueryRequest(BaseModel):
         default=None, description=RETRIEVAL_HELP + " Unset: the collection's setting."
     )
 
+    _question_not_blank = field_validator("question")(not_blank)
+
 
 class Citation(BaseModel):
-    id: int
-    document_id: str
-    filename: str
-    chunk_id: int
-    quote: str
-    start: int
-    end: int
+    id: int = Field(description="The marker number used in the analysis: [1], [2], ...")
+    document_id: str = Field(description="The cited document.")
+    filename: str = Field(description="Its filename.")
+    chunk_id: int = Field(description="The chunk the quote comes from.")
+    quote: str = Field(description="Verbatim: document.text[start:end].")
+    start: int = Field(description="Offset of the quote in the document's extracted text.")
+    end: int = Field(description="End offset (exclusive).")
 
 
 class Judgement(BaseModel):
-    chunk_id: int
-    document_id: str
-    relevant: bool
-    reason: str
+    chunk_id: int = Field(description="The retrieved chunk.")
+    document_id: str = Field(description="Its document.")
+    relevant: bool = Field(description="Whether the relevance step judged it useful.")
+    reason: str = Field(description="The model's short reason.")
 
 
 class EvidenceItem(BaseModel):
-    id: int
-    sentence: str
-    chunk_id: int
-    document_id: str
-    filename: str
-    quote: str
-    start: int
-    end: int
-    reason: str
+    id: int = Field(description="Evidence number; citations use the same ids.")
+    sentence: str = Field(description="The selected sentence.")
+    chunk_id: int = Field(description="The chunk it comes from.")
+    document_id: str = Field(description="Its document.")
+    filename: str = Field(description="That document's filename.")
+    quote: str = Field(description="Verbatim: document.text[start:end].")
+    start: int = Field(description="Offset in the document's extracted text.")
+    end: int = Field(description="End offset (exclusive).")
+    reason: str = Field(description="Why it supports an answer.")
 
 
 class Usage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    cached_prompt_tokens: int = 0
+    prompt_tokens: int = Field(description="Prompt tokens sent to the generator.")
+    completion_tokens: int = Field(description="Tokens the generator produced.")
+    cached_prompt_tokens: int = Field(
+        default=0, description="Prompt tokens the server took from its prefix cache."
+    )
+
+
+SUPPORTED_DESCRIPTION = (
+    "True only when the relevance step judged at least one retrieved passage relevant AND at "
+    "least one evidence quote was verified verbatim in its document, and the answer is cited "
+    "from it. False when nothing relevant was found, when no quote survived verification, for "
+    "closed_book answers and for allow_unsupported answers from the model's own knowledge. It "
+    "says the answer is backed by quoted text, not that the answer is correct."
+)
 
 
 class QueryResponse(BaseModel):
-    answer: str
-    analysis: str
-    citations: list[Citation]
-    relevance: list[Judgement]
-    evidence: list[EvidenceItem]
-    cached: bool
-    model: str
-    mode: str
-    supported: bool = Field(default=False, description="True when the answer cites evidence.")
-    degraded: str | None = Field(default=None, description="Set when the answer is degraded.")
+    answer: str = Field(description="The short answer.")
+    analysis: str = Field(description="A concise analysis citing evidence as [1], [2].")
+    citations: list[Citation] = Field(description="Verified citations; empty when unsupported.")
+    relevance: list[Judgement] = Field(description="The relevance step's judgement per passage.")
+    evidence: list[EvidenceItem] = Field(description="The evidence the analysis draws on.")
+    cached: bool = Field(description="True when the answer came from the query cache.")
+    model: str = Field(description="The generator model or adapter used.")
+    mode: str = Field(description="The pipeline mode that produced the answer.")
+    supported: bool = Field(default=False, description=SUPPORTED_DESCRIPTION)
+    degraded: str | None = Field(
+        default=None,
+        description="Set when the answer is degraded: generator_unavailable means only "
+        "retrieval ran (see hits).",
+    )
     hits: list[SearchHit] | None = Field(
         default=None, description="Top hits, in a retrieval-only response."
     )
@@ -214,53 +363,92 @@ class QueryResponse(BaseModel):
         description="model: the model's answer, supported by the evidence; extractive: the "
         "model's answer was not, so the answer is the best cited evidence sentence.",
     )
-    index_version: int
-    usage: Usage
-    timings_ms: dict[str, float]
+    analysis_source: Literal["model", "evidence"] | None = Field(
+        default=None,
+        description="model: the model's analysis, each sentence citing evidence it is grounded "
+        "in (others are dropped); evidence: no sentence was, so the analysis quotes the evidence.",
+    )
+    model_answer: str | None = Field(
+        default=None,
+        description="The model's own answer, when answer_source is extractive (it was replaced).",
+    )
+    index_version: int = Field(description="The collection version the answer was built on.")
+    usage: Usage = Field(description="Generator tokens the answer cost when it was computed.")
+    timings_ms: dict[str, float] = Field(
+        description="Milliseconds per step (retrieve, relevance, evidence, analysis, generator, "
+        "total) of this request; a cached answer reports only its own lookup (cache, total)."
+    )
+    original_timings_ms: dict[str, float] | None = Field(
+        default=None, description="For a cached answer: the timings of the run that computed it."
+    )
 
 
 class AdapterOut(BaseModel):
-    name: str
-    base_model: str
+    name: str = Field(description="The adapter's name (a query's `adapter`).")
+    base_model: str = Field(description="The model it adapts.")
 
 
 class AdapterList(BaseModel):
-    adapters: list[AdapterOut]
+    adapters: list[AdapterOut] = Field(description="LoRA adapters the generator serves.")
 
 
 class AdapterCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
-    path: str = Field(min_length=1, max_length=1024)
+    model_config = _example({"name": "reasoner-v1", "path": "/models/reasoner-v1"}, forbid=True)
+
+    name: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
+        description="Name queries use to pick the adapter.",
+    )
+    path: str = Field(
+        min_length=1, max_length=1024, description="Path of the adapter on the generator's host."
+    )
+
+
+class Identity(BaseModel):
+    role: Literal["admin", "query"]
+    keys_required: bool = Field(description="False: no keys exist and every route is open.")
+    key_id: str | None = Field(default=None, description="The key's public id (never its secret).")
 
 
 class Health(BaseModel):
-    status: str
+    status: str = Field(description="ok")
 
 
 class Readiness(BaseModel):
-    status: Literal["ok", "degraded"]
-    checks: dict[str, str]
+    status: Literal["ok", "degraded"] = Field(description="ok when every check passes.")
+    checks: dict[str, str] = Field(
+        description="Per dependency: database, cache, queue, index, generator."
+    )
+    model: str | None = Field(
+        default=None, description="The model the generator serves (catalog or GGUF name)."
+    )
 
 
 class EmbedderOut(BaseModel):
-    id: str
-    dim: int
-    backend: str
+    id: str = Field(description="Embedder id, as a collection's `embedder`.")
+    dim: int = Field(description="Vector dimension.")
+    backend: str = Field(description="What runs it (sentence-transformers, onnx, ...).")
 
 
 class EmbedderList(BaseModel):
-    embedders: list[EmbedderOut]
+    embedders: list[EmbedderOut] = Field(description="Embedders this deployment can load.")
 
 
 class MigrationCreate(BaseModel):
-    embedder: str = Field(min_length=1, max_length=128)
+    model_config = _example({"embedder": "all-MiniLM-L6-v2-onnx-int8"}, forbid=True)
+
+    embedder: str = Field(
+        min_length=1, max_length=128, description="The embedder id to migrate to."
+    )
 
 
 class JobAccepted(BaseModel):
-    job_id: str
+    job_id: str = Field(description="Poll GET /admin/v1/jobs/{job_id} for progress.")
 
 
 class EmbeddingsPruned(BaseModel):
-    collection: str
-    embedder: str
-    deleted: int
+    collection: str = Field(description="The collection.")
+    embedder: str = Field(description="The embedder whose vectors were deleted.")
+    deleted: int = Field(description="How many vectors were deleted.")

@@ -56,6 +56,8 @@ class Services:
         embedders.get(settings.embedder.default)  # load the model now, not on the first request
         indexes = IndexStore(db, settings.index, settings.index_dir)
         lexical = Bm25Store(db, settings.retrieval.bm25, settings.index_dir / "bm25")
+        # A deleted collection's BM25 index and snapshot go with its FAISS ones.
+        indexes.on_collection_deleted(lexical.drop)
         searcher = Searcher(db, embedders, indexes, lexical, settings.index, settings.retrieval)
         queue = make_queue(settings)
         generator = generator or start_generator(settings)

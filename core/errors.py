@@ -15,6 +15,8 @@ HTTP_STATUS: dict[str, int] = {
     "job_not_found": 404,
     "adapter_not_found": 404,
     "api_key_not_found": 404,
+    "not_found": 404,
+    "asset_not_found": 404,
     "collection_exists": 409,
     "conflict": 409,
     "migration_running": 409,

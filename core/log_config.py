@@ -57,6 +57,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+QUIET_LOGGERS = ("faiss", "sentence_transformers")
+
+
 def logging_config(settings: LogSettings) -> dict[str, Any]:
     """A dictConfig for the root logger; also uvicorn's log_config, so its logs match."""
     if settings.format == "json":
@@ -81,8 +84,14 @@ def logging_config(settings: LogSettings) -> dict[str, Any]:
         },
         "root": {"handlers": ["default"], "level": settings.level.upper()},
         "loggers": {
-            name: dict(inherited)
-            for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "celery")
+            **{
+                name: dict(inherited)
+                for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "celery")
+            },
+            # Normal start-up chatter that reads like a fault to a newcomer: faiss's loader
+            # logs "Could not load library with AVX512 support" on every CPU without it, and
+            # sentence-transformers announces each model load. Warnings still show.
+            **{name: {"level": "WARNING"} for name in QUIET_LOGGERS},
         },
     }
 

@@ -118,7 +118,9 @@ class Document(Base):
     )
     # Metadata only: never used to build a path.
     filename: Mapped[str] = mapped_column(String(512))
-    media_type: Mapped[str] = mapped_column(String(64))
+    # The full name as uploaded, kept only when `filename` had to be shortened.
+    original_filename: Mapped[str | None] = mapped_column(Text, default=None)
+    media_type: Mapped[str] = mapped_column(String(128))
     sha256: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default=DocumentStatus.QUEUED)

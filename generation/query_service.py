@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from core import repository
@@ -22,6 +23,8 @@ class PreparedQuery:
     cache_key: str
     # The cached result, looked up while preparing (None: a miss, or the cache was skipped).
     cached: dict[str, Any] | None = None
+    # perf_counter() when the query was received: a cached answer's own timings start here.
+    started: float = field(default_factory=time.perf_counter)
 
 
 class QueryService:
@@ -46,18 +49,24 @@ class QueryService:
     async def prepare(self, options: QueryOptions) -> PreparedQuery:
         """Fail early (unknown collection or adapter, as RagError), compute the cache key and
         look it up — the collection read and the cache read in one trip to a thread."""
+        started = time.perf_counter()
         if options.adapter is not None:
             served = [a.name for a in await self._pipeline.generator.adapters()]
             if options.adapter not in served:
                 raise AdapterNotFound(options.adapter, served)
-        return await asyncio.to_thread(self._prepare, options)
+        return await asyncio.to_thread(self._prepare, options, started)
 
-    def _prepare(self, options: QueryOptions) -> PreparedQuery:
+    def _prepare(self, options: QueryOptions, started: float) -> PreparedQuery:
         with self._db.session() as session:
-            version, embedder = repository.collection_state(session, options.collection)
+            collection_id, version, embedder = repository.collection_state(
+                session, options.collection
+            )
         key = cache_key(
             question=options.question,
             collection=options.collection,
+            # The id as well as the name: a collection deleted and created again under the same
+            # name starts at version 0 again, and must not be served the old one's answers.
+            collection_id=collection_id,
             index_version=version,
             embedder=embedder,
             model=options.adapter or self._pipeline.generator.model,
@@ -71,11 +80,11 @@ class QueryService:
         if options.use_cache:
             cached = self._cache.get(key)
             QUERY_CACHE_REQUESTS.labels("miss" if cached is None else "hit").inc()
-        return PreparedQuery(options, key, cached)
+        return PreparedQuery(options, key, cached, started)
 
     async def events(self, query: PreparedQuery) -> AsyncIterator[Event]:
         if query.cached is not None:
-            for replayed in replay(query.cached):
+            for replayed in replay(query.cached, query.started):
                 yield replayed
             return
         retrieval: dict[str, Any] = {}
@@ -99,9 +108,17 @@ class QueryService:
         return final
 
 
-def cached_body(cached: dict[str, Any]) -> dict[str, Any]:
-    """The response body of a cached result."""
-    return dict(cached["done"], cached=True)
+def cached_body(cached: dict[str, Any], started: float) -> dict[str, Any]:
+    """The response body of a cached result: its `timings_ms` are this request's own (the
+    lookup, from `started`), the run that computed it keeps its under `original_timings_ms`."""
+    done = cached["done"]
+    elapsed = round((time.perf_counter() - started) * 1000, 2)
+    return dict(
+        done,
+        cached=True,
+        timings_ms={"cache": elapsed, "total": elapsed},
+        original_timings_ms=done.get("timings_ms", {}),
+    )
 
 
 def record_metrics(done: dict[str, Any]) -> None:
@@ -117,9 +134,9 @@ def record_metrics(done: dict[str, Any]) -> None:
             GENERATOR_TOKENS.labels(kind).inc(tokens)
 
 
-def replay(cached: dict[str, Any]) -> list[Event]:
+def replay(cached: dict[str, Any], started: float) -> list[Event]:
     """The streaming events of a cached result, in contract order, marked cached."""
-    done = cached_body(cached)
+    done = cached_body(cached, started)
     return [
         ("retrieval", cached.get("retrieval", {})),
         ("relevance", {"relevance": done.get("relevance", [])}),

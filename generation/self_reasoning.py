@@ -6,14 +6,14 @@ output is verified and repaired: sentence ids must exist and come from chunks ju
 document's stored text before it is returned. A reply that breaks the step's schema gets one
 repair attempt, then the query fails with `generator_invalid_output`.
 
-`run` yields (event, data) pairs in the order of the streaming contract: retrieval, relevance,
-evidence, analysis, answer, done.
+The modes live here; the step values and the pure parsing, validation and repair functions
+live in generation/steps.py. `run` yields (event, data) pairs in the order of the streaming
+contract: retrieval, relevance, evidence, analysis, answer, done.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
@@ -25,8 +25,23 @@ from core.errors import RagError
 from core.settings import PipelineSettings, RetrievalMode
 from generation import prompts
 from generation.generator import Completion, Generator, GeneratorUnavailable, Message
-from generation.grounding import grounded_answer, salvage_json
+from generation.grounding import grounded_analysis, grounded_answer
 from generation.prompts import Passage
+from generation.steps import (
+    Evidence,
+    Judgement,
+    StepOutputError,
+    citation_of,
+    clip,
+    evidence_from_ids,
+    parse_analysis,
+    parse_answer,
+    parse_evidence,
+    parse_relevance,
+    repair_markers,
+    reply_json,
+    sentence_rank,
+)
 from retrieval.search import Hit, Searcher
 
 Mode = Literal["steps", "single_pass", "one_call", "closed_book"]
@@ -38,7 +53,6 @@ GENERATOR_DOWN_ANSWER = (
     "No answer could be generated because the generator is unavailable; "
     "the most relevant passages are listed instead."
 )
-_MARKER = re.compile(r"\[(\d+(?:\.\d+)?)\]")
 
 
 @dataclass(frozen=True)
@@ -52,42 +66,6 @@ class QueryOptions:
     use_cache: bool = True
     # dense, hybrid or lexical; None: the collection's setting, else the server default.
     retrieval: RetrievalMode | None = None
-
-
-@dataclass(frozen=True)
-class Judgement:
-    chunk_id: int
-    document_id: str
-    relevant: bool
-    reason: str
-
-
-@dataclass(frozen=True)
-class Evidence:
-    id: int
-    sentence: str
-    chunk_id: int
-    document_id: str
-    filename: str
-    quote: str
-    start: int
-    end: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class Citation:
-    id: int
-    document_id: str
-    filename: str
-    chunk_id: int
-    quote: str
-    start: int
-    end: int
-
-
-class StepOutputError(ValueError):
-    """A step's reply parsed as JSON but does not satisfy the step's rules."""
 
 
 @dataclass
@@ -190,7 +168,15 @@ class SelfReasoningPipeline:
                 **{
                     k: v
                     for k, v in final.items()
-                    if k in ("supported", "degraded", "hits", "answer_source")
+                    if k
+                    in (
+                        "supported",
+                        "degraded",
+                        "hits",
+                        "answer_source",
+                        "analysis_source",
+                        "model_answer",
+                    )
                 },
                 "cached": False,
                 "model": model,
@@ -314,7 +300,7 @@ class SelfReasoningPipeline:
             if not isinstance(data, dict) or not isinstance(data.get("answer"), str):
                 raise StepOutputError("the reply has no answer")
             ids = [i for i in data.get("citations") or [] if isinstance(i, str)]
-            cited = _evidence_from_ids(ids, passages, {}, self._settings.max_evidence)
+            cited = evidence_from_ids(ids, passages, {}, self._settings.max_evidence)
             return clip(data["answer"], self._settings.answer_max_chars), cited
 
         answer, evidence = await self._structured(
@@ -328,7 +314,7 @@ class SelfReasoningPipeline:
         )
         run.mark("analysis", clock)
         evidence = await self._verified(evidence)
-        citations = [_citation(e) for e in evidence]
+        citations = [citation_of(e) for e in evidence]
         yield "answer", {"answer": answer, "citations": [asdict(c) for c in citations]}
         yield (
             "final",
@@ -389,15 +375,21 @@ class SelfReasoningPipeline:
         analysis: str,
         answer: str,
     ) -> AsyncIterator[Event]:
+        analysis, _ = repair_markers(analysis, evidence)
+        # Every analysis sentence must cite evidence and add nothing the evidence lacks.
+        analysis, _dropped, rewritten = grounded_analysis(
+            analysis, question, {e.id: e.quote for e in evidence}
+        )
         analysis, cited = repair_markers(analysis, evidence)
         # An extractive answer is a cited sentence, from the best-ranked document.
         pool = [e for e in evidence if e.id in cited] or evidence
-        ranked = sorted(pool, key=lambda e: _sentence_rank(e.sentence))
+        ranked = sorted(pool, key=lambda e: sentence_rank(e.sentence))
+        model_answer = answer
         answer, source = grounded_answer(
             answer, question, [e.quote for e in ranked], self._settings.answer_max_chars
         )
-        citations = [_citation(e) for e in evidence if e.id in cited] or [
-            _citation(e) for e in evidence
+        citations = [citation_of(e) for e in evidence if e.id in cited] or [
+            citation_of(e) for e in evidence
         ]
         yield "analysis", {"analysis": analysis}
         yield "answer", {"answer": answer, "citations": [asdict(c) for c in citations]}
@@ -409,8 +401,12 @@ class SelfReasoningPipeline:
                 "citations": [asdict(c) for c in citations],
                 "relevance": [asdict(j) for j in judged],
                 "evidence": [asdict(e) for e in evidence],
-                "supported": bool(citations),
+                # Backed by a passage judged relevant and a verbatim-verified quote (API.md).
+                "supported": bool(citations) and any(j.relevant for j in judged),
                 "answer_source": source,
+                "analysis_source": "evidence" if rewritten else "model",
+                # What the model wrote, when grounding replaced it (benchmarks score both).
+                **({"model_answer": model_answer} if source == "extractive" else {}),
             },
         )
 
@@ -432,7 +428,7 @@ class SelfReasoningPipeline:
         )
         run.add(completion)
         try:
-            return parse(_json(completion))
+            return parse(reply_json(completion))
         except (ValueError, StepOutputError) as first:
             problem = str(first)
         repair = [
@@ -449,7 +445,7 @@ class SelfReasoningPipeline:
         )
         run.add(completion)
         try:
-            return parse(_json(completion))
+            return parse(reply_json(completion))
         except (ValueError, StepOutputError) as second:
             raise RagError(
                 "generator_invalid_output",
@@ -486,134 +482,6 @@ class SelfReasoningPipeline:
     def _document_texts(self, document_ids: set[str]) -> dict[str, str]:
         with self._db.session() as session:
             return repository.document_texts(session, document_ids)
-
-
-# Parsing and repair (pure functions) ---------------------------------------------------------
-
-
-def _json(completion: Completion) -> Any:
-    try:
-        return salvage_json(completion.text)
-    except ValueError as exc:
-        truncated = " (the reply was cut off)" if completion.finish_reason == "length" else ""
-        raise StepOutputError(f"not valid JSON{truncated}") from exc
-
-
-def clip(text: str, limit: int) -> str:
-    """Trim a field the model wrote past its length bound (at a word boundary if possible)."""
-    text = text.strip()
-    if len(text) <= limit:
-        return text
-    cut = text[:limit]
-    space = cut.rfind(" ")
-    return (cut[:space] if space > limit // 2 else cut).rstrip() + "…"
-
-
-def parse_relevance(data: Any, passages: list[Passage], reason_chars: int) -> list[Judgement]:
-    if not isinstance(data, dict):
-        raise StepOutputError("relevance is not a JSON object")
-    judged = []
-    for p in passages:
-        item = data.get(f"document_{p.number}")
-        if not isinstance(item, dict) or not isinstance(item.get("relevant"), bool):
-            raise StepOutputError(f"document_{p.number} has no relevant: true/false")
-        reason = clip(str(item.get("reason") or ""), reason_chars)
-        judged.append(Judgement(p.hit.chunk_id, p.hit.document_id, item["relevant"], reason))
-    return judged
-
-
-def parse_evidence(
-    data: Any, relevant: list[Passage], max_items: int, reason_chars: int
-) -> list[Evidence]:
-    items = data.get("evidence") if isinstance(data, dict) else None
-    if not isinstance(items, list):
-        raise StepOutputError("evidence is not a list")
-    reasons = {
-        str(i.get("sentence")): clip(str(i.get("reason") or ""), reason_chars)
-        for i in items
-        if isinstance(i, dict)
-    }
-    ids = [str(i.get("sentence")) for i in items if isinstance(i, dict)]
-    evidence = _evidence_from_ids(ids, relevant, reasons, max_items)
-    if not evidence:
-        raise StepOutputError("no selected sentence id belongs to a relevant document")
-    return evidence
-
-
-def _evidence_from_ids(
-    ids: list[str], passages: list[Passage], reasons: dict[str, str], max_items: int
-) -> list[Evidence]:
-    """Evidence for the sentence ids that exist in `passages`; unknown ids and repeats dropped."""
-    by_id = {p.sentence_id(i): (p, i) for p in passages for i in range(len(p.sentences))}
-    evidence: list[Evidence] = []
-    for sentence_id in dict.fromkeys(ids):
-        if sentence_id not in by_id or len(evidence) >= max_items:
-            continue
-        p, i = by_id[sentence_id]
-        s = p.sentences[i]
-        evidence.append(
-            Evidence(
-                id=len(evidence) + 1,
-                sentence=sentence_id,
-                chunk_id=p.hit.chunk_id,
-                document_id=p.hit.document_id,
-                filename=p.hit.filename,
-                quote=p.sentence_text(i),
-                start=p.hit.start + s.start,
-                end=p.hit.start + s.end,
-                reason=reasons.get(sentence_id, ""),
-            )
-        )
-    return evidence
-
-
-def parse_analysis(data: Any, analysis_chars: int, answer_chars: int) -> tuple[str, str]:
-    if not isinstance(data, dict):
-        raise StepOutputError("the reply is not a JSON object")
-    analysis, answer = data.get("analysis"), data.get("answer", "")
-    if not isinstance(analysis, str) or not isinstance(answer, str):
-        raise StepOutputError("analysis and answer must be strings")
-    # An empty answer (say, cut off by the token limit) is replaced from the evidence later.
-    return clip(analysis, analysis_chars), clip(answer, answer_chars)
-
-
-def parse_answer(data: Any, answer_chars: int) -> str:
-    if (
-        not isinstance(data, dict)
-        or not isinstance(data.get("answer"), str)
-        or not data["answer"].strip()
-    ):
-        raise StepOutputError("a non-empty answer is required")
-    return clip(data["answer"], answer_chars)
-
-
-def repair_markers(analysis: str, evidence: list[Evidence]) -> tuple[str, list[int]]:
-    """Keep [n] markers that name selected evidence; map [d.s] sentence ids to their evidence
-    number; drop the rest. Returns the repaired analysis and the evidence ids it cites."""
-    by_sentence = {e.sentence: e.id for e in evidence}
-    valid = {e.id for e in evidence}
-    cited: list[int] = []
-
-    def replace(match: re.Match[str]) -> str:
-        token = match.group(1)
-        number = by_sentence.get(token) if "." in token else int(token)
-        if number not in valid:
-            return ""
-        if number not in cited:
-            cited.append(number)
-        return f"[{number}]"
-
-    repaired = _MARKER.sub(replace, analysis)
-    return re.sub(r"[ \t]{2,}", " ", repaired).strip(), cited
-
-
-def _sentence_rank(sentence_id: str) -> tuple[int, int]:
-    document, _, sentence = sentence_id.partition(".")
-    return int(document), int(sentence or 0)
-
-
-def _citation(e: Evidence) -> Citation:
-    return Citation(e.id, e.document_id, e.filename, e.chunk_id, e.quote, e.start, e.end)
 
 
 def _hit_json(h: Hit) -> dict[str, Any]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +43,7 @@ class IndexStore:
         self._dir = snapshot_dir
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._entries_lock = threading.Lock()
+        self._deletion_hooks: list[Callable[[str], None]] = []
 
     def _entry(self, collection_id: str, embedder: str) -> _Entry:
         key = (collection_id, embedder)
@@ -176,6 +179,26 @@ class IndexStore:
         with self._entries_lock:
             self._entries.pop((collection_id, embedder), None)
         self.snapshot_path(collection_id, embedder).unlink(missing_ok=True)
+
+    def on_collection_deleted(self, hook: Callable[[str], None]) -> None:
+        """Register `hook(collection_id)`, called by `collection_deleted` after the FAISS state
+        is gone: other derived state of a collection (BM25 data, say) attaches its cleanup
+        here. A hook that raises is logged and does not stop the others."""
+        self._deletion_hooks.append(hook)
+
+    def collection_deleted(self, collection_id: str) -> None:
+        """Forget every index of a deleted collection, in memory and its snapshots on disk
+        (all embedders), then run the `on_collection_deleted` hooks. Call it after the
+        database rows are gone; other API processes drop their copies in `retain`."""
+        with self._entries_lock:
+            for key in [k for k in self._entries if k[0] == collection_id]:
+                del self._entries[key]
+        shutil.rmtree(self._dir / collection_id, ignore_errors=True)
+        for hook in self._deletion_hooks:
+            try:
+                hook(collection_id)
+            except Exception:
+                log.exception("cleanup after deleting collection %s failed", collection_id)
 
     def origin(self, collection_id: str, embedder: str) -> str:
         """Where the index in memory came from: "snapshot" or "database"."""

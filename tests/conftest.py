@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from core.settings import EmbedderSettings, LlamaCppSettings
+from generation.catalog import SMALL_MODEL
 from generation.generator import Generator
 from retrieval.embedders import EmbedderPool
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "eval-dev" / "corpus"
+MODELS_DIR = REPO / "models"
+# Tests use the small catalog model where speed matters (every app the tests start, and the
+# subprocesses they spawn, see these); test_default_model.py runs the real default end to end.
+# The test command installs both (scripts/test.sh).
+os.environ.setdefault("RAG_GENERATION__LLAMACPP__MODEL", SMALL_MODEL)
+os.environ.setdefault("RAG_GENERATION__LLAMACPP__MODELS_DIR", str(MODELS_DIR))
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +40,7 @@ def corpus() -> Path:
 
 @pytest.fixture(scope="session")
 def llm() -> Iterator[Generator]:
-    """The real embedded generator (SmolLM2-135M-Instruct via llama.cpp), loaded once."""
+    """The real embedded generator (the small catalog model via llama.cpp), loaded once."""
     from generation.llamacpp_backend import LlamaCppGenerator
 
-    yield LlamaCppGenerator(LlamaCppSettings())
+    yield LlamaCppGenerator(LlamaCppSettings(model=SMALL_MODEL, models_dir=MODELS_DIR))

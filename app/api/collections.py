@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 
 from app.deps import ServicesDep
+from app.openapi import error_responses
 from app.schemas import (
     CollectionCreate,
     CollectionList,
@@ -35,7 +36,11 @@ def collection_out(services: ServicesDep, collection: Collection) -> CollectionO
     )
 
 
-@router.post("/admin/v1/collections", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/admin/v1/collections",
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(409),
+)
 def create_collection(body: CollectionCreate, services: ServicesDep) -> CollectionOut:
     """Create a collection, embedded with the default embedder unless one is named."""
     embedder = body.embedder or services.settings.embedder.default
@@ -67,6 +72,22 @@ def get_collection(name: str, services: ServicesDep) -> CollectionOut:
     with services.db.session() as session:
         collection = repository.get_collection(session, name)
     return collection_out(services, collection)
+
+
+@router.delete(
+    "/admin/v1/collections/{name}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(409),
+)
+def delete_collection(name: str, services: ServicesDep) -> Response:
+    """Delete a collection with its documents, vectors, index snapshots and cached answers."""
+    with services.db.session() as session:
+        collection_id = repository.delete_collection(session, name)
+    # The rows are gone; now what was derived from them (FAISS, snapshots, BM25 via the hook).
+    # Cached answers are keyed by the collection's id, so none can be served again, not even
+    # to a new collection of the same name.
+    services.indexes.collection_deleted(collection_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/admin/v1/collections/{name}/index/rebuild")

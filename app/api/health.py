@@ -32,7 +32,9 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     loaded = services.indexes.loaded()
     checks["index"] = f"ok ({sum(loaded.values())} vectors in {len(loaded)} indexes)"
     ok = all(v.startswith(("ok", "embedded")) for v in checks.values())
-    body = Readiness(status="ok" if ok else "degraded", checks=checks)
+    body = Readiness(
+        status="ok" if ok else "degraded", checks=checks, model=services.generator.model
+    )
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
 

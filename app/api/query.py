@@ -11,12 +11,29 @@ from fastapi import APIRouter
 from fastapi.responses import Response, StreamingResponse
 
 from app.deps import ServicesDep
+from app.openapi import error_responses
 from app.schemas import QueryRequest, QueryResponse
 from core.errors import RagError
 from generation.query_service import PreparedQuery, QueryService, cached_body
 from generation.self_reasoning import QueryOptions
 
 router = APIRouter(tags=["query"])
+
+SSE_DESCRIPTION = (
+    "Events in order, each `event: <name>` then `data: <JSON object>`: "
+    "`retrieval` {hits, index_version, embedder}; `relevance` {relevance: [judgement]}; "
+    "`evidence` {evidence: [item]}; `analysis` {analysis}; `answer` {answer, citations}; "
+    "`done` (the whole JSON response, as without streaming), or instead `error` "
+    "{error: {code, message}} if the run fails after the stream started."
+)
+SSE_EXAMPLE = (
+    'event: retrieval\ndata: {"hits":[...],"index_version":3,"embedder":"all-MiniLM-L6-v2"}\n\n'
+    'event: relevance\ndata: {"relevance":[...]}\n\n'
+    'event: evidence\ndata: {"evidence":[...]}\n\n'
+    'event: analysis\ndata: {"analysis":"SMTP is ... [1]"}\n\n'
+    'event: answer\ndata: {"answer":"Simple Mail Transfer Protocol","citations":[...]}\n\n'
+    'event: done\ndata: {"answer":"Simple Mail Transfer Protocol", ...}\n\n'
+)
 log = logging.getLogger(__name__)
 
 
@@ -25,7 +42,18 @@ log = logging.getLogger(__name__)
     response_model=QueryResponse,
     # Unset optional fields are left out, as in a cached answer (sent as stored).
     response_model_exclude_none=True,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={
+        200: {
+            "description": "The answer; with `stream: true`, server-sent events instead.",
+            "content": {
+                "text/event-stream": {
+                    "schema": {"type": "string", "description": SSE_DESCRIPTION},
+                    "example": SSE_EXAMPLE,
+                }
+            },
+        },
+        **error_responses(404, 502),
+    },
 )
 async def query(body: QueryRequest, services: ServicesDep) -> Any:
     """Answer a question with verified citations; `"stream": true` sends server-sent events."""
@@ -44,7 +72,8 @@ async def query(body: QueryRequest, services: ServicesDep) -> Any:
     prepared = await queries.prepare(options)  # unknown collection/adapter: a plain error
     if prepared.cached is not None and not body.stream:
         # A hit was validated when it was computed: send it without building the model again.
-        content = json.dumps(cached_body(prepared.cached), separators=(",", ":"))
+        body_json = cached_body(prepared.cached, prepared.started)
+        content = json.dumps(body_json, separators=(",", ":"))
         return Response(content, media_type="application/json")
     if body.stream:
         return StreamingResponse(

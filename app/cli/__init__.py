@@ -1,7 +1,8 @@
 """The `rag` command line (operations contract in ../shared/API.md).
 
 One module per command group: server.py (processes and the database), documents.py (client
-commands against a running service), evaluate.py (quality runs), keys.py (API keys); http.py
+commands against a running service), bench.py (quality runs: bench, eval), keys.py (API keys),
+models.py (the offline model catalog); http.py
 holds what the client commands share.
 """
 
@@ -12,13 +13,15 @@ import sys
 
 import typer
 
-from app.cli import documents, evaluate, server
+from app.cli import bench, documents, server
 from app.cli.keys import keys
+from app.cli.models import models
 
 cli = typer.Typer(
     help="Retrieval-augmented generation service with self-reasoning.", no_args_is_help=True
 )
 cli.add_typer(keys, name="keys")
+cli.add_typer(models, name="models")
 cli.command()(server.serve)
 cli.command()(server.worker)
 cli.command()(server.migrate)
@@ -27,7 +30,8 @@ cli.command()(documents.ingest)
 cli.command()(documents.search)
 cli.command()(documents.ask)
 cli.command(name="migrate-embedder")(documents.migrate_embedder)
-cli.command(name="eval")(evaluate.evaluate)
+cli.command(name="eval")(bench.evaluate)
+cli.command()(bench.bench)
 
 
 def main() -> None:

@@ -14,14 +14,25 @@ from app.cli import http
 UPLOAD_BATCH = 50
 
 
+CollectionOption = Annotated[str, typer.Option(help="Collection name.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the raw JSON response.")]
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
 def ingest(
-    directory: Path,
+    directory: Annotated[Path, typer.Argument(help="Folder whose files are uploaded.")],
     collection: Annotated[str, typer.Option(help="Collection to add to (created if missing).")],
     url: http.UrlOption = "http://127.0.0.1:8000",
     key: http.KeyOption = "",
-    pattern: Annotated[str, typer.Option(help="Glob of files to upload.")] = "**/*",
+    pattern: Annotated[
+        str, typer.Option(help="Glob of files to upload, under DIRECTORY.")
+    ] = "**/*",
 ) -> None:
-    """Upload every supported file under DIRECTORY and wait for the jobs, with a progress bar."""
+    """Upload every supported file under DIRECTORY and wait for the jobs, file by file.
+
+    Files of unsupported types are listed as skipped; files the service refuses or fails
+    are listed with the reason.
+    """
     with http.client(url, key) as client:
         ingest_directory(client, directory, collection, pattern)
 
@@ -31,56 +42,81 @@ def ingest_directory(client: Any, directory: Path, collection: str, pattern: str
 
     from retrieval.parsing import SUPPORTED_MEDIA_TYPES
 
-    paths = sorted(
-        p
-        for p in directory.glob(pattern)
-        if p.is_file() and p.suffix.lower().lstrip(".") in SUPPORTED_MEDIA_TYPES
-    )
+    candidates = sorted(p for p in directory.glob(pattern) if p.is_file())
+    paths = [p for p in candidates if p.suffix.lower().lstrip(".") in SUPPORTED_MEDIA_TYPES]
+    for skipped in (p for p in candidates if p not in paths):
+        shown = skipped.suffix or "no extension"
+        typer.echo(f"  skipped: {skipped.relative_to(directory)}: unsupported type ({shown})")
     if not paths:
         typer.echo(f"no supported files under {directory}", err=True)
         raise typer.Exit(1)
     if client.get(f"/v1/collections/{collection}").status_code == 404:
         http.check(client.post("/admin/v1/collections", json={"name": collection}))
     job_ids: list[str] = []
-    errors: list[dict[str, Any]] = []
+    refused: list[dict[str, Any]] = []
     with Progress() as progress:
         uploading = progress.add_task("uploading", total=len(paths))
         for start in range(0, len(paths), UPLOAD_BATCH):
             batch = paths[start : start + UPLOAD_BATCH]
+            progress.update(uploading, description=f"uploading {batch[0].name}")
             files = [("files", (p.name, p.read_bytes())) for p in batch]
-            accepted = http.check(
-                client.post(f"/admin/v1/collections/{collection}/documents", files=files)
-            )
-            job_ids.append(accepted["job_id"])
+            response = client.post(f"/admin/v1/collections/{collection}/documents", files=files)
+            if response.status_code < 500 and response.status_code >= 400:
+                # Nothing in this batch could be accepted: list why, go on with the next.
+                message = response.json().get("error", {}).get("message", response.text)
+                refused.append({"filename": f"batch of {len(batch)}", "message": message})
+            else:
+                accepted = http.check(response)
+                job_ids.append(accepted["job_id"])
+                refused += accepted.get("errors", [])
             progress.advance(uploading, len(batch))
+        progress.update(uploading, description="uploaded")
         embedding = progress.add_task("embedding", total=None)
-        while True:
+        files_seen: list[dict[str, Any]] = []
+        while job_ids:
             jobs = [http.check(client.get(f"/admin/v1/jobs/{j}")) for j in job_ids]
-            done = sum(j["progress"]["done"] for j in jobs)
-            total = sum(j["progress"]["total"] for j in jobs)
-            progress.update(embedding, completed=done, total=total)
-            if all(j["status"] in ("succeeded", "failed", "cancelled") for j in jobs):
-                errors = [e for j in jobs for e in j["errors"]]
+            files_seen = [f for j in jobs for f in j.get("files") or []]
+            counts = _count(files_seen)
+            working = next((f["filename"] for f in files_seen if f["status"] == "processing"), "")
+            progress.update(
+                embedding,
+                completed=sum(j["progress"]["done"] for j in jobs),
+                total=sum(j["progress"]["total"] for j in jobs),
+                description=f"embedding {counts} {working}".rstrip(),
+            )
+            if all(j["status"] in TERMINAL for j in jobs):
                 break
             time.sleep(0.5)
     info = http.check(client.get(f"/v1/collections/{collection}"))
     typer.echo(f"{collection}: {info['documents']} documents, {info['chunks']} chunks")
-    for error in errors:
-        typer.echo(f"  failed: {error.get('filename', '?')}: {error['message']}", err=True)
+    typer.echo(f"this run: {_count(files_seen)}")
+    for f in files_seen:
+        if f["status"] == "failed":
+            typer.echo(f"  failed: {f['filename']}: {f.get('error') or 'failed'}", err=True)
+    for r in refused:
+        typer.echo(f"  refused: {r.get('filename', '?')}: {r['message']}", err=True)
+
+
+def _count(files: list[dict[str, Any]]) -> str:
+    """ "3 done, 1 failed, 2 duplicate" for a list of job files."""
+    ready = sum(1 for f in files if f["status"] == "ready")
+    failed = sum(1 for f in files if f["status"] in ("failed", "refused"))
+    duplicate = sum(1 for f in files if f["status"] == "duplicate")
+    return f"{ready} done, {failed} failed, {duplicate} duplicate"
 
 
 def search(
-    query: str,
-    collection: Annotated[str, typer.Option()],
-    top_k: Annotated[int, typer.Option("--top-k")] = 5,
+    query: Annotated[str, typer.Argument(help="What to search for.")],
+    collection: CollectionOption,
+    top_k: Annotated[int, typer.Option("--top-k", help="How many hits to show.")] = 5,
     retrieval: Annotated[
         str | None, typer.Option(help="dense, lexical or hybrid (default: the collection's)")
     ] = None,
     url: http.UrlOption = "http://127.0.0.1:8000",
     key: http.KeyOption = "",
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Search a collection and print the hits."""
+    """Search a collection and print the hits with their file and character span."""
     body: dict[str, Any] = {"collection": collection, "query": query, "top_k": top_k}
     if retrieval:
         body["retrieval"] = retrieval
@@ -98,26 +134,98 @@ def search(
 
 
 def ask(
-    question: str,
-    collection: Annotated[str, typer.Option()],
-    adapter: Annotated[str | None, typer.Option()] = None,
+    question: Annotated[str, typer.Argument(help="The question to answer.")],
+    collection: CollectionOption,
+    top_k: Annotated[
+        int | None, typer.Option("--top-k", help="Passages to retrieve (service default: 5).")
+    ] = None,
+    adapter: Annotated[
+        str | None, typer.Option(help="LoRA adapter to answer with (rag adapters list).")
+    ] = None,
+    stream: Annotated[
+        bool, typer.Option("--stream", help="Show each reasoning step as it arrives.")
+    ] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Compute a fresh answer, skip the query cache.")
+    ] = False,
     url: http.UrlOption = "http://127.0.0.1:8000",
     key: http.KeyOption = "",
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Ask a question; prints the answer, the analysis and the verified citations."""
     body: dict[str, Any] = {"collection": collection, "question": question}
     if adapter:
         body["adapter"] = adapter
+    if top_k is not None:
+        body["top_k"] = top_k
+    if no_cache:
+        body["use_cache"] = False
     with http.client(url, key) as client:
-        result = http.check(client.post("/v1/query", json=body))
+        if stream and not as_json:
+            result = _stream(client, body)
+        else:
+            from rich.console import Console
+
+            with Console(stderr=True).status("thinking…"):
+                result = http.check(client.post("/v1/query", json=body))
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    typer.echo(f"{result['answer']}\n\n{result['analysis']}\n")
+    print_answer(result)
+
+
+def print_answer(result: dict[str, Any]) -> None:
+    """The answer with labels: Answer, Analysis, Citations (file and character span)."""
+    supported = "" if result.get("supported") else "  (not supported by the documents)"
+    cached = "  (cached)" if result.get("cached") else ""
+    typer.echo(f"Answer: {result['answer']}{supported}{cached}\n")
+    if result.get("analysis"):
+        typer.echo(f"Analysis: {result['analysis']}\n")
+    if result["citations"]:
+        typer.echo("Citations:")
     for c in result["citations"]:
         quote = " ".join(c["quote"].split())
-        typer.echo(f'[{c["id"]}] {c["filename"]} [{c["start"]}:{c["end"]}] "{quote}"')
+        typer.echo(f'  [{c["id"]}] {c["filename"]} [{c["start"]}:{c["end"]}] "{quote}"')
+
+
+def _stream(client: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """POST the query with `stream: true`; print each step as its event arrives; return the
+    final response (the `done` event)."""
+    final: dict[str, Any] = {}
+    with client.stream("POST", "/v1/query", json=dict(body, stream=True)) as response:
+        if response.status_code >= 400:
+            response.read()
+            http.check(response)
+        event = ""
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                event = line[len("event: ") :]
+            elif line.startswith("data: "):
+                data = json.loads(line[len("data: ") :])
+                if event == "done":
+                    final = data
+                elif event == "error":
+                    error = data.get("error", {})
+                    typer.echo(f"error — {error.get('code')}: {error.get('message')}", err=True)
+                    raise typer.Exit(1)
+                else:
+                    typer.echo(_step_line(event, data), err=True)
+    return final
+
+
+def _step_line(event: str, data: dict[str, Any]) -> str:
+    if event == "retrieval":
+        return f"· retrieved {len(data.get('hits', []))} passages"
+    if event == "relevance":
+        judged = data.get("relevance", [])
+        return f"· relevant: {sum(1 for j in judged if j.get('relevant'))} of {len(judged)}"
+    if event == "evidence":
+        return f"· evidence: {len(data.get('evidence', []))} quotes"
+    if event == "analysis":
+        return "· analysis written"
+    if event == "answer":
+        return "· answer ready"
+    return f"· {event}"
 
 
 def migrate_embedder(

@@ -11,15 +11,40 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-UrlOption = Annotated[str, typer.Option(envvar="RAG_URL", help="Base URL of a running service.")]
+UrlOption = Annotated[
+    str,
+    typer.Option("--url", envvar="RAG_URL", help="Base URL of a running service (or set RAG_URL)."),
+]
 KeyOption = Annotated[
     str, typer.Option(envvar="RAG_API_KEY", help="API key, if the service has keys.")
 ]
 
 
-def client(url: str, key: str) -> httpx.Client:
+@contextmanager
+def client(url: str, key: str) -> Iterator[httpx.Client]:
+    """An HTTP client for the service at `url`. A service that cannot be reached ends the
+    command with one line saying so, not a traceback."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return httpx.Client(base_url=url, headers=headers, timeout=httpx.Timeout(120.0, connect=5.0))
+    with httpx.Client(
+        base_url=url, headers=headers, timeout=httpx.Timeout(120.0, connect=5.0)
+    ) as http_client:
+        try:
+            yield http_client
+        except httpx.TransportError as exc:
+            typer.echo(unreachable(url, exc), err=True)
+            raise typer.Exit(1) from None
+
+
+def unreachable(url: str, exc: httpx.TransportError) -> str:
+    """One line for a transport failure: what, where, and the likely fix."""
+    if isinstance(exc, httpx.ConnectError):
+        reason = str(exc).split("] ", 1)[-1].lower() or "connection failed"
+        if "refused" in reason:
+            reason = "connection refused"
+        return f"cannot reach {url}: {reason}; is `rag serve` running (or --url / RAG_URL wrong)?"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"cannot reach {url}: no answer in time ({type(exc).__name__})"
+    return f"cannot reach {url}: {type(exc).__name__}: {exc}"
 
 
 def check(response: httpx.Response) -> Any:
@@ -35,21 +60,40 @@ def check(response: httpx.Response) -> Any:
 
 
 @contextmanager
-def connect(url: str | None, key: str) -> Iterator[Any]:
-    """An HTTP client for a running service, or an in-process embedded service."""
+def connect(url: str | None, key: str, model: str | None = None) -> Iterator[Any]:
+    """An HTTP client for a running service at `url`, or else an in-process embedded service
+    on a temporary data folder (SQLite, in-process ingestion, no Redis), so a quality run never
+    touches the data of `rag serve`. `model` overrides the embedded model for that service."""
     if url:
         with client(url, key) as http_client:
             yield http_client
         return
+    import tempfile
+    from pathlib import Path
+
     from fastapi.testclient import TestClient
 
     from app.main import create_app
+    from core.settings import get_settings
 
-    typer.echo("starting an in-process embedded service", err=True)
-    # Its database may hold API keys too; then the key is needed in process as well.
-    headers = {"Authorization": f"Bearer {key}"} if key else None
-    with TestClient(create_app(), headers=headers) as test_client:
-        yield test_client
+    base = get_settings()
+    generation = base.generation
+    if model:
+        llamacpp = generation.llamacpp.model_copy(update={"model": model})
+        generation = generation.model_copy(update={"llamacpp": llamacpp})
+    with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
+        settings = base.model_copy(
+            update={
+                "data_dir": Path(tmp),
+                "database": base.database.model_copy(update={"url": "", "auto_migrate": True}),
+                "broker": base.broker.model_copy(update={"url": ""}),
+                "redis": base.redis.model_copy(update={"url": ""}),
+                "generation": generation,
+            }
+        )
+        typer.echo(f"starting an in-process embedded service (data in {tmp})", err=True)
+        with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+            yield test_client
 
 
 def watch_job(client: Any, job_id: str, label: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ def serve(
 
     settings = get_settings()
     _refuse_open_bind(host, settings)
+    _refuse_unservable_model(settings)
     clear_multiprocess_dir()  # before the app (and its metrics) is imported
     if settings.embedded_worker and workers > 1:
         typer.echo("the embedded default runs one API process; ignoring --workers", err=True)
@@ -44,6 +45,21 @@ def serve(
         timeout_graceful_shutdown=graceful_timeout,
         log_config=logging_config(settings.log),
     )
+
+
+def _refuse_unservable_model(settings: Any) -> None:
+    """Exit before binding when the embedded model setting cannot be served, saying why."""
+    if settings.generation.backend != "llamacpp":
+        return
+    from generation.llamacpp_backend import preflight
+    from generation.local_models import ModelConfigError
+
+    try:
+        resolved = preflight(settings.generation.llamacpp)
+    except ModelConfigError as exc:
+        typer.echo(f"cannot serve the embedded model: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"embedded model: {resolved.name} ({resolved.path})", err=True)
 
 
 def _refuse_open_bind(host: str, settings: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import false, func, select, update
+from sqlalchemy import delete, false, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -14,6 +14,8 @@ from core.models import (
     Collection,
     Document,
     DocumentStatus,
+    Job,
+    JobStatus,
 )
 
 
@@ -49,15 +51,17 @@ def get_collection(session: Session, name: str, *, for_update: bool = False) -> 
     return collection
 
 
-def collection_state(session: Session, name: str) -> tuple[int, str]:
-    """(index_version, active embedder) of a collection by name: two columns, no ORM object
-    (the cached-query path reads this on every request)."""
+def collection_state(session: Session, name: str) -> tuple[str, int, str]:
+    """(id, index_version, active embedder) of a collection by name: three columns, no ORM
+    object (the cached-query path reads this on every request)."""
     row = session.execute(
-        select(Collection.index_version, Collection.embedder).where(Collection.name == name)
+        select(Collection.id, Collection.index_version, Collection.embedder).where(
+            Collection.name == name
+        )
     ).one_or_none()
     if row is None:
         raise RagError("collection_not_found", f"collection {name!r} does not exist")
-    return int(row[0]), str(row[1])
+    return str(row[0]), int(row[1]), str(row[2])
 
 
 def list_collections(session: Session) -> Sequence[Collection]:
@@ -114,3 +118,31 @@ def set_retrieval(session: Session, name: str, retrieval: str | None) -> Collect
         collection.index_version += 1
         session.flush()
     return collection
+
+
+def delete_collection(session: Session, name: str) -> str:
+    """Delete a collection and everything stored for it: documents and their bytes, chunks,
+    vectors of every embedder, jobs. Returns its id (for the caller to drop derived state:
+    FAISS indexes, snapshots, BM25 data).
+
+    The row is locked first, so an ingestion store step or an embedder switch in flight either
+    finishes before or finds the collection gone. Refused (409) while an embedder migration
+    runs: cancel it first.
+    """
+    collection = get_collection(session, name, for_update=True)
+    running = session.scalar(
+        select(Job.id).where(
+            Job.collection_id == collection.id,
+            Job.kind == "embedder_migration",
+            Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]),
+        )
+    )
+    if running is not None:
+        raise RagError(
+            "migration_running",
+            f"an embedder migration (job {running}) is running on {name!r}; cancel it with "
+            f"POST /admin/v1/jobs/{running}/cancel, then delete the collection",
+        )
+    # Foreign keys cascade from here: documents, their blobs, chunks, embeddings, jobs.
+    session.execute(delete(Collection).where(Collection.id == collection.id))
+    return collection.id

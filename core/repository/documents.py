@@ -68,6 +68,23 @@ def delete_document(session: Session, collection: Collection, document_id: str) 
     bump_index_version(session, collection.id)
 
 
+def remove_for_replacement(
+    session: Session, collection: Collection, document_id: str, sha256: str
+) -> bool:
+    """Delete a document that an upload of `sha256` is to replace (its id is then reused).
+
+    Returns False, deleting nothing, when the document already holds exactly these bytes.
+    Raises RagError("document_not_found") when it is not in the collection.
+    """
+    document, _ = get_document(session, collection, document_id)
+    if document.sha256 == sha256:
+        return False
+    # The ORM object must not linger in the session: a new row takes its primary key.
+    session.expunge(document)
+    delete_document(session, collection, document_id)
+    return True
+
+
 def lock_unfinished_document(session: Session, document_id: str) -> Document | None:
     """Lock a document for its ingestion task; None if it is gone or already finished."""
     document = session.scalar(select(Document).where(Document.id == document_id).with_for_update())

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,12 +30,18 @@ def create_ingest_job(
     collection: Collection,
     files: Iterable[UploadedFile],
     errors: list[dict[str, Any]],
+    *,
+    replacing: str | None = None,
 ) -> tuple[Job, list[UploadOutcome]]:
     """Record an upload: one job, a queued document per new content hash.
 
     A file whose sha256 is already in the collection (or earlier in the same upload) is reported
     `duplicate` with the existing document's id. Concurrent uploads of the same bytes race on the
     (collection_id, sha256) unique constraint; the loser reports `duplicate`.
+
+    `replacing`: the id of a document the (single) file replaces; the new document takes that
+    id (see `replace_document`). Every file, refused ones included, is recorded in the job's
+    `params["files"]` for the per-file status of `job_files`.
     """
     job = Job(kind="ingest", collection_id=collection.id, errors=list(errors))
     session.add(job)
@@ -47,10 +56,13 @@ def create_ingest_job(
             collection_id=collection.id,
             job_id=job.id,
             filename=upload.filename,
+            original_filename=upload.original_filename,
             media_type=upload.media_type,
             sha256=upload.sha256,
             size_bytes=len(upload.data),
         )
+        if replacing is not None:
+            document.id = replacing
         try:
             with session.begin_nested():
                 session.add(document)
@@ -63,6 +75,21 @@ def create_ingest_job(
             continue
         outcomes.append(UploadOutcome(document.id, upload.filename, "queued"))
     job.total = sum(1 for o in outcomes if o.status == "queued")
+    job.params = {
+        "files": [
+            {"document_id": o.document_id, "filename": o.filename, "status": o.status}
+            for o in outcomes
+        ]
+        + [
+            {
+                "document_id": None,
+                "filename": e.get("filename", "?"),
+                "status": "refused",
+                "error": e.get("message"),
+            }
+            for e in errors
+        ]
+    }
     if job.total == 0:
         # Nothing to embed: the job is over as soon as it exists.
         job.status = JobStatus.FAILED if job.errors else JobStatus.SUCCEEDED
@@ -110,6 +137,94 @@ def job_errors(session: Session, job: Job) -> list[dict[str, Any]]:
         {"document_id": doc_id, "filename": filename, "message": error or "failed"}
         for doc_id, filename, error in failed
     ]
+
+
+def job_files(session: Session, job: Job) -> list[dict[str, Any]] | None:
+    """Every uploaded file of an ingest job with its status now: a queued document's status
+    is read from the document (queued, processing, ready, failed; deleted once gone);
+    duplicates and refused files stay as they were recorded. None for other kinds of job."""
+    if job.kind != "ingest":
+        return None
+    recorded: list[dict[str, Any]] = list((job.params or {}).get("files", []))
+    if not recorded:
+        # A job recorded before per-file status existed: its own documents are all we know.
+        recorded = [
+            {"document_id": doc_id, "filename": filename, "status": "queued"}
+            for doc_id, filename in session.execute(
+                select(Document.id, Document.filename)
+                .where(Document.job_id == job.id)
+                .order_by(Document.created_at)
+            )
+        ]
+    ids = [f["document_id"] for f in recorded if f["status"] == "queued"]
+    current = {
+        doc_id: (status, error)
+        for doc_id, status, error in session.execute(
+            select(Document.id, Document.status, Document.error).where(
+                Document.id.in_(ids), Document.job_id == job.id
+            )
+        )
+    }
+    files = []
+    for entry in recorded:
+        entry = {"error": None, **entry}
+        if entry["status"] == "queued":
+            status, error = current.get(entry["document_id"], ("deleted", None))
+            entry.update(status=status, error=error)
+        files.append(entry)
+    return files
+
+
+def list_jobs(
+    session: Session,
+    *,
+    collection_id: str | None = None,
+    status: str | None = None,
+    kind: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[Job], str | None]:
+    """Jobs newest first, filtered; at most `limit`, and the cursor of the next page (None on
+    the last one). The cursor is the (created_at, id) of the page's last job: a keyset, so
+    jobs created while a client pages through never shift or repeat entries.
+
+    Raises RagError("validation_error") for a cursor this function did not make.
+    """
+    query = select(Job)
+    if collection_id is not None:
+        query = query.where(Job.collection_id == collection_id)
+    if status is not None:
+        query = query.where(Job.status == status)
+    if kind is not None:
+        query = query.where(Job.kind == kind)
+    if cursor is not None:
+        created_at, job_id = _decode_cursor(cursor)
+        query = query.where(
+            or_(Job.created_at < created_at, and_(Job.created_at == created_at, Job.id < job_id))
+        )
+    jobs = list(
+        session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1))
+    )
+    if len(jobs) <= limit:
+        return jobs, None
+    last = jobs[limit - 1]
+    return jobs[:limit], _encode_cursor(last.created_at, last.id)
+
+
+def _encode_cursor(created_at: datetime, job_id: str) -> str:
+    raw = f"{created_at.isoformat()}|{job_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created_at, job_id = raw.split("|", 1)
+        return datetime.fromisoformat(created_at), job_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise RagError(
+            "validation_error", "cursor is not one this service handed out; start without it"
+        ) from None
 
 
 def refresh_ingest_job(session: Session, job_id: str) -> None:

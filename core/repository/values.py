@@ -11,6 +11,8 @@ class UploadedFile:
     media_type: str
     sha256: str
     data: bytes
+    # The full uploaded name when `filename` was shortened to fit.
+    original_filename: str | None = None
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         RAG_BROKER__RESULT_BACKEND=settings.broker.result_backend,
         RAG_EMBEDDER__MIGRATION_BATCH=str(settings.embedder.migration_batch),
         RAG_BROKER__VISIBILITY_TIMEOUT_S=str(settings.broker.visibility_timeout_s),
+        RAG_GENERATION__LLAMACPP__MODEL=settings.generation.llamacpp.model,
+        RAG_GENERATION__LLAMACPP__MODELS_DIR=str(settings.generation.llamacpp.models_dir),
         TOKENIZERS_PARALLELISM="false",
     )
     return env

@@ -14,8 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from core.settings import GenerationSettings, OpenAISettings, PipelineSettings, Settings
-from generation.llamacpp_backend import bundled_model_path
+from generation.catalog import SMALL_MODEL, catalog_model
 from generation.openai_backend import OpenAIGenerator
+from tests.conftest import MODELS_DIR
 from tests.integration.services import free_port, wait_for
 from tests.integration.test_query import BIOS, ask, assert_citations_verified, ingest
 
@@ -25,7 +26,9 @@ BASE, TUNED = "smollm2", "smollm2-support"
 class LlamaServer:
     def __init__(self, tmp: Path) -> None:
         self.port = free_port()
-        gguf = str(bundled_model_path())
+        small = catalog_model(SMALL_MODEL)
+        assert small is not None
+        gguf = str(small.path(MODELS_DIR))
         config = {
             "host": "127.0.0.1",
             "port": self.port,

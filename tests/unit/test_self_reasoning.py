@@ -6,7 +6,7 @@ import pytest
 
 from generation.grounding import grounded_answer, salvage_json
 from generation.prompts import evidence_schema, make_passages, relevance_schema, system_message
-from generation.self_reasoning import (
+from generation.steps import (
     StepOutputError,
     clip,
     parse_evidence,
@@ -158,3 +158,45 @@ def test_answers_the_evidence_does_not_support_become_extractive(answer: str, so
     assert used == source
     if source == "extractive":
         assert final == "# Basic Input/Output System BIOS (BIOS)…"
+
+
+def test_analysis_sentences_that_cite_nothing_or_invent_are_dropped() -> None:
+    from generation.grounding import grounded_analysis
+
+    quotes = {
+        1: "SMTP is the Simple Mail Transfer Protocol, defined in RFC 821.",
+        2: "It moves mail between servers.",
+    }
+    analysis = (
+        "SMTP means Simple Mail Transfer Protocol [1]. "
+        "It was released on 2018-07-31T14:59:56.134Z [1]. "
+        "Everyone loves email. "
+        "Servers use it to move mail. [2]"
+    )
+    kept, dropped, rewritten = grounded_analysis(analysis, "What does SMTP stand for?", quotes)
+    assert kept == "SMTP means Simple Mail Transfer Protocol [1]. Servers use it to move mail. [2]"
+    assert (dropped, rewritten) == (2, False)
+
+
+def test_an_analysis_with_nothing_grounded_is_rewritten_from_the_evidence() -> None:
+    from generation.grounding import grounded_analysis
+
+    quotes = {1: "BIOS stands for Basic Input/Output System."}
+    kept, dropped, rewritten = grounded_analysis(
+        "The answer is obvious. Made in 1999 by Zork [1].", "What is BIOS?", quotes
+    )
+    assert rewritten and dropped == 2
+    assert kept == "BIOS stands for Basic Input/Output System. [1]"
+
+
+def test_a_drifting_answer_becomes_the_span_of_the_cited_sentence() -> None:
+    quotes = ["Paris, the capital city of France, lies on the Seine river in the north."]
+    answer, source = grounded_answer(
+        "Paris, known for the Eiffel Tower and its great museums",
+        "What is the capital?",
+        quotes,
+        200,
+    )
+    assert source == "extractive"
+    assert answer == "Paris"
+    assert answer in quotes[0]

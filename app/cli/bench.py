@@ -1,0 +1,188 @@
+"""`rag bench` and `rag eval`: answer, citation and abstention quality of each mode, through
+the service's REST API (generation/benchmark/ holds the datasets, scoring and runner)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from app.cli import http
+
+ModesOption = Annotated[
+    str,
+    typer.Option(help="Comma-separated modes: steps, single_pass, one_call, closed_book."),
+]
+AgainstOption = Annotated[
+    str | None,
+    typer.Option(
+        "--against",
+        "--url",
+        help="Measure a running service at this URL (default: an in-process embedded one).",
+    ),
+]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(help="Embedded model for the in-process service (catalog name or GGUF)."),
+]
+OutputOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Write the report here: OUTPUT.json and OUTPUT.md (default: bench-results/)."
+    ),
+]
+
+
+def bench(
+    dataset: Annotated[
+        str,
+        typer.Argument(help="squad, squad2, hotpotqa, scifact, or a folder with questions.jsonl."),
+    ],
+    split: Annotated[
+        str, typer.Option(help="train (to tune on) or benchmark (to report).")
+    ] = "train",
+    questions: Annotated[int | None, typer.Option(help="Sample this many questions.")] = 20,
+    modes: ModesOption = "steps,one_call",
+    top_k: Annotated[int, typer.Option("--top-k", help="Chunks each question retrieves.")] = 5,
+    holdout: Annotated[
+        float, typer.Option(help="Withhold the gold documents of this share of questions.")
+    ] = 0.0,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 13,
+    max_documents: Annotated[
+        int | None,
+        typer.Option(help="Cap the collection: gold documents plus random distractors."),
+    ] = 200,
+    data_dir: Annotated[Path, typer.Option(help="Folder of the public datasets.")] = Path(
+        "../shared/datasets"
+    ),
+    against: AgainstOption = None,
+    key: http.KeyOption = "",
+    model: ModelOption = None,
+    retrieval: Annotated[
+        str | None, typer.Option(help="Retrieval per request (dense, hybrid, ...), if supported.")
+    ] = None,
+    output: OutputOption = None,
+) -> None:
+    """Ingest a public QA set into a fresh collection, ask every question in every mode, and
+    report accuracy, EM/F1, citation precision, abstention, latency and where answers were lost.
+    """
+    from generation.benchmark.datasets import load_benchmark
+
+    if split not in ("train", "benchmark"):
+        typer.echo("--split is train or benchmark", err=True)
+        raise typer.Exit(2)
+    try:
+        bench_set = load_benchmark(
+            dataset,
+            split=split,  # type: ignore[arg-type]
+            questions=questions,
+            seed=seed,
+            data_dir=data_dir,
+            holdout=holdout,
+            max_documents=max_documents,
+        )
+    except (ValueError, OSError) as exc:
+        typer.echo(f"cannot load {dataset}: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if split == "benchmark":
+        typer.echo("benchmark split: report these figures, do not tune on them", err=True)
+    extra = {"retrieval": retrieval} if retrieval else {}
+    run_benchmark(bench_set, modes, top_k, against, key, model, output, extra)
+
+
+def evaluate(
+    corpus: Annotated[Path, typer.Option(help="Folder of documents to ingest.")],
+    questions: Annotated[Path, typer.Option(help="JSON lines: question, answers, doc.")],
+    top_k: Annotated[int, typer.Option("--top-k")] = 5,
+    limit: Annotated[int | None, typer.Option(help="Only the first N questions.")] = None,
+    modes: ModesOption = "closed_book,one_call,steps",
+    against: AgainstOption = None,
+    key: http.KeyOption = "",
+    model: ModelOption = None,
+    output: OutputOption = None,
+) -> None:
+    """Ingest CORPUS, then report recall@k and answer/citation quality for each mode
+    (the same runner and scoring as `rag bench`, on your own folder and questions)."""
+    from generation.benchmark.datasets import load_folder
+
+    try:
+        bench_set = load_folder(corpus, questions)
+    except (ValueError, OSError, KeyError) as exc:
+        typer.echo(f"cannot load {corpus} / {questions}: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    bench_set.questions = bench_set.questions[:limit]
+    run_benchmark(bench_set, modes, top_k, against, key, model, output, {})
+
+
+def _log_result(r: Any) -> None:
+    """One line per answered question on stderr (a log when the progress bar is not shown)."""
+    if r.error:
+        verdict = f"error {r.error[:120]}"
+    elif r.kind != "answerable":
+        verdict = "declined" if r.declined else f"answered ({r.kind}): {r.answer[:60]!r}"
+    else:
+        verdict = ("right" if r.correct else "wrong") + (f" [{r.loss}]" if r.loss else "")
+        verdict += f": {r.answer[:60]!r}"
+    typer.echo(f"{r.mode} {r.id}: {verdict} ({r.latency_ms / 1000:.1f} s)", err=True)
+
+
+def run_benchmark(
+    bench_set: Any,
+    modes: str,
+    top_k: int,
+    against: str | None,
+    key: str,
+    model: str | None,
+    output: Path | None,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    from rich.progress import Progress
+
+    from generation.benchmark.runner import BenchError, BenchRunner, markdown_report
+
+    mode_list = [m.strip() for m in modes.split(",") if m.strip()]
+    collection = f"bench-{bench_set.name}-{uuid.uuid4().hex[:8]}"[:64]
+    n = len(bench_set.questions)
+    typer.echo(
+        f"{bench_set.name} ({bench_set.split}): {len(bench_set.documents)} documents, "
+        f"{n} questions, modes {', '.join(mode_list)}",
+        err=True,
+    )
+    if against and model:
+        typer.echo("--model applies to the in-process service only; ignoring it", err=True)
+    try:
+        with http.connect(against, key, None if against else model) as client, Progress() as bar:
+            tasks = {"upload": bar.add_task("ingest", total=len(bench_set.documents))}
+            tasks["search"] = bar.add_task("search", total=n)
+            for mode in mode_list:
+                tasks[mode] = bar.add_task(mode, total=n)
+            runner = BenchRunner(
+                client,
+                collection,
+                top_k=top_k,
+                modes=mode_list,
+                progress=lambda stage, k: bar.advance(tasks[stage], k),
+                extra=extra,
+                on_result=_log_result,
+            )
+            ingest_s = runner.ingest(bench_set)
+            report = runner.run(bench_set, ingest_s).to_json()
+    except (BenchError, ValueError) as exc:
+        typer.echo(f"benchmark failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    report["against"] = against or "in-process embedded service"
+    report["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    table = markdown_report(report)
+    typer.echo(table)
+    stem = (
+        output or Path("bench-results") / f"{bench_set.name}-{bench_set.split}-{int(time.time())}"
+    )
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(table + "\n")
+    typer.echo(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.md')}", err=True)
+    return report

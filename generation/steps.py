@@ -1,0 +1,179 @@
+"""The self-reasoning steps' values, and the pure functions that parse, validate and repair
+each step's reply: sentence ids must exist and come from chunks judged relevant, [n] markers
+must point at selected evidence, fields are clipped to their bounds. No I/O: the pipeline
+(generation/self_reasoning.py) runs the steps, and training renders trajectories that these
+functions must accept.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from generation.generator import Completion
+from generation.grounding import salvage_json
+from generation.prompts import Passage
+
+_MARKER = re.compile(r"\[(\d+(?:\.\d+)?)\]")
+
+
+@dataclass(frozen=True)
+class Judgement:
+    chunk_id: int
+    document_id: str
+    relevant: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Evidence:
+    id: int
+    sentence: str
+    chunk_id: int
+    document_id: str
+    filename: str
+    quote: str
+    start: int
+    end: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Citation:
+    id: int
+    document_id: str
+    filename: str
+    chunk_id: int
+    quote: str
+    start: int
+    end: int
+
+
+class StepOutputError(ValueError):
+    """A step's reply parsed as JSON but does not satisfy the step's rules."""
+
+
+def reply_json(completion: Completion) -> Any:
+    try:
+        return salvage_json(completion.text)
+    except ValueError as exc:
+        truncated = " (the reply was cut off)" if completion.finish_reason == "length" else ""
+        raise StepOutputError(f"not valid JSON{truncated}") from exc
+
+
+def clip(text: str, limit: int) -> str:
+    """Trim a field the model wrote past its length bound (at a word boundary if possible)."""
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip() + "…"
+
+
+def parse_relevance(data: Any, passages: list[Passage], reason_chars: int) -> list[Judgement]:
+    if not isinstance(data, dict):
+        raise StepOutputError("relevance is not a JSON object")
+    judged = []
+    for p in passages:
+        item = data.get(f"document_{p.number}")
+        if not isinstance(item, dict) or not isinstance(item.get("relevant"), bool):
+            raise StepOutputError(f"document_{p.number} has no relevant: true/false")
+        reason = clip(str(item.get("reason") or ""), reason_chars)
+        judged.append(Judgement(p.hit.chunk_id, p.hit.document_id, item["relevant"], reason))
+    return judged
+
+
+def parse_evidence(
+    data: Any, relevant: list[Passage], max_items: int, reason_chars: int
+) -> list[Evidence]:
+    items = data.get("evidence") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise StepOutputError("evidence is not a list")
+    reasons = {
+        str(i.get("sentence")): clip(str(i.get("reason") or ""), reason_chars)
+        for i in items
+        if isinstance(i, dict)
+    }
+    ids = [str(i.get("sentence")) for i in items if isinstance(i, dict)]
+    evidence = evidence_from_ids(ids, relevant, reasons, max_items)
+    if not evidence:
+        raise StepOutputError("no selected sentence id belongs to a relevant document")
+    return evidence
+
+
+def evidence_from_ids(
+    ids: list[str], passages: list[Passage], reasons: dict[str, str], max_items: int
+) -> list[Evidence]:
+    """Evidence for the sentence ids that exist in `passages`; unknown ids and repeats dropped."""
+    by_id = {p.sentence_id(i): (p, i) for p in passages for i in range(len(p.sentences))}
+    evidence: list[Evidence] = []
+    for sentence_id in dict.fromkeys(ids):
+        if sentence_id not in by_id or len(evidence) >= max_items:
+            continue
+        p, i = by_id[sentence_id]
+        s = p.sentences[i]
+        evidence.append(
+            Evidence(
+                id=len(evidence) + 1,
+                sentence=sentence_id,
+                chunk_id=p.hit.chunk_id,
+                document_id=p.hit.document_id,
+                filename=p.hit.filename,
+                quote=p.sentence_text(i),
+                start=p.hit.start + s.start,
+                end=p.hit.start + s.end,
+                reason=reasons.get(sentence_id, ""),
+            )
+        )
+    return evidence
+
+
+def parse_analysis(data: Any, analysis_chars: int, answer_chars: int) -> tuple[str, str]:
+    if not isinstance(data, dict):
+        raise StepOutputError("the reply is not a JSON object")
+    analysis, answer = data.get("analysis"), data.get("answer", "")
+    if not isinstance(analysis, str) or not isinstance(answer, str):
+        raise StepOutputError("analysis and answer must be strings")
+    # An empty answer (say, cut off by the token limit) is replaced from the evidence later.
+    return clip(analysis, analysis_chars), clip(answer, answer_chars)
+
+
+def parse_answer(data: Any, answer_chars: int) -> str:
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("answer"), str)
+        or not data["answer"].strip()
+    ):
+        raise StepOutputError("a non-empty answer is required")
+    return clip(data["answer"], answer_chars)
+
+
+def repair_markers(analysis: str, evidence: list[Evidence]) -> tuple[str, list[int]]:
+    """Keep [n] markers that name selected evidence; map [d.s] sentence ids to their evidence
+    number; drop the rest. Returns the repaired analysis and the evidence ids it cites."""
+    by_sentence = {e.sentence: e.id for e in evidence}
+    valid = {e.id for e in evidence}
+    cited: list[int] = []
+
+    def replace(match: re.Match[str]) -> str:
+        token = match.group(1)
+        number = by_sentence.get(token) if "." in token else int(token)
+        if number not in valid:
+            return ""
+        if number not in cited:
+            cited.append(number)
+        return f"[{number}]"
+
+    repaired = _MARKER.sub(replace, analysis)
+    return re.sub(r"[ \t]{2,}", " ", repaired).strip(), cited
+
+
+def sentence_rank(sentence_id: str) -> tuple[int, int]:
+    document, _, sentence = sentence_id.partition(".")
+    return int(document), int(sentence or 0)
+
+
+def citation_of(e: Evidence) -> Citation:
+    return Citation(e.id, e.document_id, e.filename, e.chunk_id, e.quote, e.start, e.end)

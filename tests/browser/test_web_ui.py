@@ -1,0 +1,381 @@
+"""The web interface in a real browser: upload, ask with the reasoning streamed, the cited span
+highlighted in its source, hostile text kept inert, and admin controls hidden from query keys."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core import api_keys
+from core.db import Database
+from core.migrate import upgrade
+from core.settings import Settings
+from generation.generator import Completion, Generator, Message
+from tests.browser.conftest import TEST_OUTPUT, UiServer
+from tests.integration.fakes import NothingRelevant, SchemaFollowingGenerator, minimal_instance
+
+pytestmark = pytest.mark.browser
+
+BIOS = "foldoc-basic-input-output-system-20.md"
+SMTP = "foldoc-simple-mail-transfer-protocol-245.md"
+AGP = "foldoc-accelerated-graphics-port-662.md"
+# Each payload sets window.__pwned if it ever runs.
+HOSTILE = (
+    '<script>window.__pwned = "script"</script> '
+    '<img src="x" onerror="window.__pwned = \'img\'"> '
+    "<svg onload=\"window.__pwned = 'svg'\"></svg>"
+)
+HOSTILE_FILENAME = "<img src=x onerror=window.__pwned=1>.md"
+
+Serve = Callable[..., AbstractContextManager[UiServer]]
+CURRENT_EMBEDDER_IS = "(id) => document.getElementById('current-embedder').textContent === id"
+
+
+def drop_files(page: Any, selector: str, files: list[tuple[str, str]]) -> None:
+    """Drop files on an element the way a person's drag-and-drop does (a DataTransfer)."""
+    transfer = page.evaluate_handle(
+        """(files) => {
+            const transfer = new DataTransfer();
+            for (const [name, text] of files) transfer.items.add(new File([text], name));
+            return transfer;
+        }""",
+        files,
+    )
+    page.dispatch_event(selector, "drop", {"dataTransfer": transfer})
+
+
+def upload_row(page: Any, filename: str) -> Any:
+    return page.locator(f'.upload-row[data-filename="{filename}"]').first
+
+
+def test_upload_two_files_and_watch_them_reach_done(
+    serve: Serve, open_page: Callable[[str], Any], corpus: Path
+) -> None:
+    with serve(SchemaFollowingGenerator()) as server:
+        page = open_page(server.url)
+        page.fill("#collection-name", "manuals")
+        page.click("#collection-form button[type=submit]")
+        page.wait_for_selector('button.collection[aria-pressed="true"] >> text=manuals')
+        page.click('[data-tab="documents"]')
+
+        drop_files(page, "#drop-zone", [(n, (corpus / n).read_text()) for n in (BIOS, SMTP)])
+        batch = page.locator(".upload-batch").first
+        page.wait_for_function(
+            "() => document.querySelector('.upload-batch')?.dataset.jobStatus === 'succeeded'",
+            timeout=120_000,
+        )
+        for name in (BIOS, SMTP):
+            assert upload_row(page, name).get_attribute("data-status") == "done"
+        progress = batch.locator("progress")
+        assert progress.evaluate("p => p.value === p.max && p.max === 2")
+        rows = page.locator("#document-rows tr")
+        assert rows.count() == 2
+        assert page.locator("#document-rows .status.done").count() == 2
+        assert "2 documents" in page.locator("button.collection", has_text="manuals").inner_text()
+
+        # Again: one file the collection already holds, one that cannot be parsed.
+        again = [(BIOS, (corpus / BIOS).read_text()), ("bad.pdf", "%PDF-1.4 junk")]
+        drop_files(page, "#drop-zone", again)
+        page.wait_for_function(
+            "() => document.querySelector('.upload-batch')?.dataset.jobStatus",
+            timeout=120_000,
+        )
+        assert upload_row(page, BIOS).get_attribute("data-status") == "duplicate"
+        failed = upload_row(page, "bad.pdf")
+        assert failed.get_attribute("data-status") == "failed"
+        assert failed.locator(".muted").inner_text().strip(), "a failed file shows its message"
+
+        # Delete takes a second click to confirm.
+        row = page.locator("#document-rows tr", has_text=SMTP)
+        row.locator("button.danger").click()
+        row.locator("button.danger", has_text="Confirm delete").click()
+        page.wait_for_function("() => document.querySelectorAll('#document-rows tr').length === 2")
+        assert SMTP not in page.locator("#document-rows").inner_text()
+        listed = server.http.get("/v1/collections/manuals/documents").json()["documents"]
+        assert SMTP not in {d["filename"] for d in listed}
+
+
+def test_ask_streams_the_reasoning_and_highlights_the_citation(
+    serve: Serve, open_page: Callable[[str], Any], corpus: Path, llm: Generator, tmp_path: Path
+) -> None:
+    """The real embedded model (SmolLM2-135M): it cites the BIOS entry for this question."""
+    with serve(llm) as server:
+        server.create_collection("foldoc")
+        server.ingest("foldoc", [(n, (corpus / n).read_bytes()) for n in (BIOS, SMTP, AGP)])
+        page = open_page(server.url)
+        events: list[str] = []
+        page.on(
+            "response",
+            lambda r: (
+                events.append(r.headers.get("content-type", ""))
+                if r.url.endswith("/v1/query")
+                else None
+            ),
+        )
+        page.fill("#question", "What does BIOS stand for?")
+        page.select_option("#ask-collection", "foldoc")
+        page.select_option("#ask-mode", "steps")
+        page.fill("#ask-top-k", "3")
+        page.click("#ask-button")
+        # The retrieval hits arrive before the model has said anything.
+        page.wait_for_selector("#hits li.hit")
+        page.wait_for_selector('#answer-view[data-state="done"]', timeout=300_000)
+        assert events and events[0].startswith("text/event-stream")
+
+        assert page.locator("#answer").inner_text().strip()
+        assert page.locator("#ask-error").is_hidden()
+        verdicts = page.locator("#hits .verdict")
+        assert verdicts.count() == 3
+        assert all(v in ("relevant", "not relevant") for v in verdicts.all_inner_texts())
+        assert page.locator("#hits .verdict.relevant").count() >= 1
+        assert page.locator("#evidence li.evidence-item").count() >= 1
+        assert page.locator("#timings tr").count() >= 3
+        assert "SmolLM2" in page.locator("#run-meta").inner_text()
+        citations = page.locator("#citations li.citation")
+        assert citations.count() >= 1
+
+        TEST_OUTPUT.mkdir(exist_ok=True)
+        shot = tmp_path / "ui-ask.png"
+        page.screenshot(path=str(shot), full_page=True)
+        shutil.copy(shot, TEST_OUTPUT / "ui-ask.png")
+
+        # The citation opens its document with exactly the cited span highlighted.
+        first = citations.first
+        quote = first.locator("q").inner_text()
+        first.locator("button.citation-link").click()
+        page.wait_for_selector("#source-view[open] mark.cited")
+        mark = page.locator("#source-text mark.cited")
+        assert page.locator("#source-title").inner_text() == BIOS
+        assert page.locator("#source-warning").is_hidden()
+        highlighted = mark.evaluate("m => m.textContent")
+        assert highlighted.split() == quote.split()
+        # Against the API: the highlight sits at the citation's offsets in the extracted text.
+        documents = server.http.get("/v1/collections/foldoc/documents").json()["documents"]
+        bios_id = next(d["document_id"] for d in documents if d["filename"] == BIOS)
+        text = server.http.get(f"/v1/collections/foldoc/documents/{bios_id}").json()["text"]
+        before = page.locator("#source-text").evaluate("p => p.firstChild.textContent")
+        assert text[len(before) : len(before) + len(highlighted)] == highlighted
+        assert page.locator("#source-text").evaluate("p => p.textContent") == text
+        page.screenshot(path=str(TEST_OUTPUT / "ui-source.png"))
+        page.click("#source-close")
+
+        # The same question again comes from the cache, and says so.
+        page.click("#ask-button")
+        page.wait_for_selector('#answer-view[data-state="done"] #cached-badge:not([hidden])')
+
+
+class HostileGenerator(SchemaFollowingGenerator):
+    """FAKE generator, labelled as such: replies like SchemaFollowingGenerator but puts markup
+    that would run if rendered as HTML into every free-text field (reasons, analysis, answer).
+    What is under test is how the page renders model output, not what a model would write."""
+
+    model = "fake-hostile"
+
+    async def generate(
+        self,
+        messages: list[Message],
+        *,
+        schema: dict[str, Any] | None,
+        max_tokens: int,
+        adapter: str | None = None,
+    ) -> Completion:
+        def fill(node: dict[str, Any], value: Any) -> Any:
+            if isinstance(value, dict):
+                props = node.get("properties", {})
+                return {k: fill(props.get(k, {}), v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [fill(node.get("items", {}), v) for v in value]
+            if isinstance(value, str) and "enum" not in node:
+                text = HOSTILE + (" [1]" if node is analysis_field else "")
+                return text[: node.get("maxLength", len(text))]
+            return value
+
+        analysis_field = (schema or {}).get("properties", {}).get("analysis")
+        reply = fill(schema or {}, minimal_instance(schema or {"type": "string"}))
+        return Completion(json.dumps(reply), self.model, 10, 5, 0, 0.0)
+
+
+def test_hostile_document_and_model_output_stay_inert(
+    serve: Serve, open_page: Callable[[str], Any]
+) -> None:
+    with serve(HostileGenerator()) as server:
+        server.create_collection("hostile")
+        body = f"# Notes\n\nThe payload follows. {HOSTILE}\n\nIt must show as text.\n"
+        server.ingest("hostile", [(HOSTILE_FILENAME, body.encode())])
+        page = open_page(server.url)
+        violations: list[str] = []
+        page.on(
+            "console",
+            lambda m: violations.append(m.text) if "Content Security" in m.text else None,
+        )
+
+        page.click('[data-tab="documents"]')
+        page.wait_for_selector("#document-rows tr")
+        assert page.locator("#document-rows td").first.inner_text() == HOSTILE_FILENAME
+
+        page.click('[data-tab="ask"]')
+        page.fill("#question", "What does the payload do?")
+        page.click("#ask-button")
+        page.wait_for_selector('#answer-view[data-state="done"]', timeout=120_000)
+        assert HOSTILE[:40] in page.locator("#answer").inner_text()
+        assert "<script>" in page.locator("#hits .reason").first.inner_text()
+        page.locator("#citations button.citation-link").first.click()
+        page.wait_for_selector("#source-view[open] mark.cited")
+        source = page.locator("#source-text").inner_text()
+        assert "<script>window.__pwned" in source and "onerror=" in source
+
+        # Nothing ran and no element came out of the text: the page has no <img>/<svg> at all,
+        # and its only script is its own module.
+        assert page.evaluate("() => window.__pwned") is None
+        assert page.locator("img, svg, iframe, object").count() == 0
+        assert page.evaluate("() => [...document.scripts].map(s => s.src)") == [
+            f"{server.url}/ui/main.js"
+        ]
+        assert not violations, violations
+
+
+class SwitchableGenerator(NothingRelevant):
+    """FAKE generator, labelled as such: judges every chunk not relevant, or, once `broken` is
+    set, replies with text that is not JSON at all (so the query fails after one repair). What is
+    under test is how the page reports an unanswerable question and a failed query."""
+
+    model = "fake-switchable"
+    broken = False
+
+    async def generate(
+        self,
+        messages: list[Message],
+        *,
+        schema: dict[str, Any] | None,
+        max_tokens: int,
+        adapter: str | None = None,
+    ) -> Completion:
+        if self.broken:
+            return Completion("I would rather not say.", self.model, 10, 5, 0, 0.0)
+        return await super().generate(messages, schema=schema, max_tokens=max_tokens)
+
+
+def test_unanswerable_question_and_failed_query_are_explained(
+    serve: Serve, open_page: Callable[[str], Any], corpus: Path
+) -> None:
+    generator = SwitchableGenerator()
+    with serve(generator) as server:
+        server.create_collection("dict")
+        server.ingest("dict", [(AGP, (corpus / AGP).read_bytes())])
+        page = open_page(server.url)
+        page.fill("#question", "Who painted the Mona Lisa?")
+        page.click("#ask-button")
+        page.wait_for_selector('#answer-view[data-state="done"]')
+        assert "do not answer" in page.locator("#no-support").inner_text()
+        assert page.locator("#citations li.citation").count() == 0
+        assert page.locator("#hits .verdict.irrelevant").count() >= 1
+
+        generator.broken = True
+        page.fill("#question", "What is AGP?")
+        page.click("#ask-button")
+        page.wait_for_selector('#answer-view[data-state="error"]')
+        error = page.locator("#ask-error").inner_text()
+        assert error.startswith("generator_invalid_output: "), error
+        assert page.locator("#run-step").inner_text() == "failed"
+
+        # An error before the stream starts (an adapter the generator does not serve) is shown
+        # with the API's code and message too.
+        page.evaluate(
+            """() => {
+                const option = document.createElement('option');
+                option.value = 'no-such-adapter';
+                option.textContent = 'no-such-adapter';
+                document.getElementById('ask-adapter').append(option);
+            }"""
+        )
+        page.select_option("#ask-adapter", "no-such-adapter")
+        page.click("#ask-button")
+        page.wait_for_selector('#answer-view[data-state="error"] #ask-error:not([hidden])')
+        assert page.locator("#ask-error").inner_text().startswith("adapter_not_found: ")
+
+
+def test_query_key_sees_no_admin_controls_and_the_server_still_refuses(
+    serve: Serve, open_page: Callable[[str], Any], tmp_path: Path
+) -> None:
+    settings = Settings(data_dir=tmp_path / "keyed")
+    upgrade(settings)
+    db = Database(settings)
+    with db.session() as session:
+        _, admin_key = api_keys.create_api_key(session, "admin", "ui-admin")
+        _, query_key = api_keys.create_api_key(session, "query", "ui-reader")
+    db.dispose()
+
+    with serve(SchemaFollowingGenerator(), settings, admin_key) as server:
+        server.create_collection("shared")
+        page = open_page(server.url)
+        # The page itself loads without a key, then asks for one.
+        page.wait_for_selector("#key-panel:not([hidden])")
+        assert page.locator("#workspace").is_hidden()
+
+        page.fill("#key-input", "rag_000000000000_" + "A" * 43)
+        page.click("#key-form button[type=submit]")
+        page.wait_for_selector("#key-error:not([hidden])")
+        assert "invalid" in page.locator("#key-error").inner_text()
+
+        page.fill("#key-input", query_key)
+        page.click("#key-form button[type=submit]")
+        page.wait_for_selector("button.collection >> text=shared")
+        assert page.locator("#identity").inner_text() == "query key"
+        for selector in ("#collection-form", '[data-tab="migration"]', "#tab-migration"):
+            assert page.locator(selector).is_hidden(), selector
+        page.click('[data-tab="documents"]')
+        assert page.locator("#drop-zone").is_hidden()
+        assert page.locator("#document-rows button.danger").count() == 0
+        # Hidden is not the guard: the server refuses the admin call made with this key.
+        status = page.evaluate(
+            """async () => (await fetch('/admin/v1/collections', {
+                method: 'POST',
+                headers: {'Content-Type': 'application/json',
+                          Authorization: 'Bearer ' + sessionStorage.getItem('rag.apiKey')},
+                body: JSON.stringify({name: 'sneaky'}),
+            })).status"""
+        )
+        assert status == 403
+        # Every call the page made carried the key.
+        assert page.evaluate("() => sessionStorage.getItem('rag.apiKey')") == query_key
+
+        # An admin key in another tab sees the controls.
+        admin_page = open_page(server.url)
+        admin_page.fill("#key-input", admin_key)
+        admin_page.click("#key-form button[type=submit]")
+        admin_page.wait_for_selector("#collection-form:not([hidden])")
+        assert admin_page.locator("#identity").inner_text() == "admin key"
+        assert admin_page.locator('[data-tab="migration"]').is_visible()
+
+
+def test_embedder_migration_runs_and_rolls_back_from_the_page(
+    serve: Serve, open_page: Callable[[str], Any], corpus: Path
+) -> None:
+    with serve(SchemaFollowingGenerator()) as server:
+        server.create_collection("mig")
+        server.ingest("mig", [(BIOS, (corpus / BIOS).read_bytes())])
+        page = open_page(server.url)
+        page.click('[data-tab="migration"]')
+        original = page.locator("#current-embedder").inner_text()
+        target = page.locator("#migration-embedder option").first.get_attribute("value")
+        assert target and target != original
+        page.click("#migration-form button[type=submit]")
+        status = '[data-testid="migration-status"] >> text=succeeded'
+        page.wait_for_selector(status, timeout=120_000)
+        page.wait_for_function(CURRENT_EMBEDDER_IS, arg=target)
+        assert original in page.locator("#previous-embedder").inner_text()
+        assert page.locator("#migration-progress").evaluate("p => p.value === p.max")
+
+        page.click("#rollback")
+        page.wait_for_function(CURRENT_EMBEDDER_IS, arg=original, timeout=120_000)
+        assert server.http.get("/v1/collections/mig").json()["embedder"] == original
+        # A job that has ended cannot be cancelled: the button is gone, and the API says why.
+        assert page.locator("#migration-cancel").is_hidden()
+        assert re.fullmatch(r"[0-9a-f-]+", page.locator("#migration-job-id").inner_text())
