@@ -290,4 +290,12 @@ def test_embedded_sqlite_keeps_bm25_in_step(
     # A restart loads the snapshot instead of re-tokenizing every chunk.
     again = make_client(settings)
     assert found(again, name, OTHER_ID, "lexical") == [OTHER]
-    assert services_of(again).lexical.origin(collection_id(again, name)) == "snapshot"
+    cid = collection_id(again, name)
+    assert services_of(again).lexical.origin(cid) == "snapshot"
+
+    # Deleting the collection drops its BM25 index and snapshot with the FAISS ones.
+    snapshot = services_of(again).lexical.snapshot_path(cid)
+    assert snapshot.exists()
+    assert again.delete(f"/admin/v1/collections/{name}").status_code == 204
+    assert not snapshot.exists()
+    assert cid not in services_of(again).lexical.loaded()
