@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from core.settings import RetrievalMode
+
 COLLECTION_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _COLLECTION_DESCRIPTION = "Collection name: 1-64 letters, digits, '_', '.', '-'."
 
@@ -28,6 +30,12 @@ def not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must contain more than whitespace")
     return value
+
+
+RETRIEVAL_HELP = (
+    "dense: nearest embeddings (FAISS); lexical: BM25 over chunk text; hybrid: both, fused by "
+    "reciprocal rank."
+)
 
 
 class ErrorBody(BaseModel):
@@ -53,6 +61,17 @@ class CollectionCreate(BaseModel):
         default=None,
         description="Embedder id (GET /v1/embedders lists them); the default when left out.",
     )
+    retrieval: RetrievalMode | None = Field(
+        default=None, description=RETRIEVAL_HELP + " Unset: the server default."
+    )
+
+
+class CollectionUpdate(BaseModel):
+    model_config = _example({"retrieval": "hybrid"}, forbid=True)
+
+    retrieval: RetrievalMode | None = Field(
+        description=RETRIEVAL_HELP + " null: follow the server default."
+    )
 
 
 class CollectionOut(BaseModel):
@@ -64,6 +83,12 @@ class CollectionOut(BaseModel):
     created_at: datetime = Field(description="When the collection was created (UTC).")
     previous_embedder: str | None = Field(
         default=None, description="The embedder served before the last switch (for rollback)."
+    )
+    retrieval: RetrievalMode = Field(
+        description="The mode searches use unless a request names one."
+    )
+    retrieval_setting: RetrievalMode | None = Field(
+        default=None, description="The collection's own setting; null: the server default."
     )
 
 
@@ -194,6 +219,9 @@ class SearchRequest(BaseModel):
     collection: str = Field(pattern=COLLECTION_NAME, description=_COLLECTION_DESCRIPTION)
     query: str = Field(min_length=1, max_length=4000, description="The text to search for.")
     top_k: int = Field(default=5, ge=1, le=100, description="How many hits to return.")
+    retrieval: RetrievalMode | None = Field(
+        default=None, description=RETRIEVAL_HELP + " Unset: the collection's setting."
+    )
 
     _query_not_blank = field_validator("query")(not_blank)
 
@@ -212,6 +240,9 @@ class SearchResponse(BaseModel):
     hits: list[SearchHit] = Field(description="Nearest chunks first.")
     index_version: int = Field(description="The collection version the search ran against.")
     embedder: str = Field(description="The embedder that embedded the query.")
+    retrieval: RetrievalMode = Field(
+        description="The mode used. Scores: cosine (dense), BM25 (lexical), RRF (hybrid)."
+    )
 
 
 class IndexRebuilt(BaseModel):
@@ -219,6 +250,7 @@ class IndexRebuilt(BaseModel):
     embedder: str = Field(description="The embedder whose index was rebuilt.")
     vectors: int = Field(description="Vectors in the rebuilt index.")
     index_version: int = Field(description="The collection's version at the rebuild.")
+    lexical_chunks: int = Field(description="Chunks in the rebuilt BM25 index.")
 
 
 class QueryRequest(BaseModel):
@@ -254,6 +286,9 @@ class QueryRequest(BaseModel):
         default=None,
         description="steps (default): relevance, evidence, analysis as three calls; single_pass: "
         "one call emits the whole trajectory; one_call and closed_book are evaluation baselines.",
+    )
+    retrieval: RetrievalMode | None = Field(
+        default=None, description=RETRIEVAL_HELP + " Unset: the collection's setting."
     )
 
     _question_not_blank = field_validator("question")(not_blank)

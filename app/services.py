@@ -15,6 +15,7 @@ from generation.generator import Generator, UnavailableGenerator, make_generator
 from generation.query_cache import QueryCache, make_cache
 from generation.query_service import QueryService
 from generation.self_reasoning import SelfReasoningPipeline
+from retrieval.bm25_store import Bm25Store
 from retrieval.embedders import EmbedderPool
 from retrieval.index_store import IndexStore
 from retrieval.search import Searcher
@@ -35,6 +36,8 @@ class Services:
     generator: Generator
     cache: QueryCache
     queries: QueryService
+    # BM25 indexes per collection (the lexical half of hybrid retrieval).
+    lexical: Bm25Store
     _stop: threading.Event = field(default_factory=threading.Event)
     _snapshots: threading.Thread | None = None
 
@@ -52,13 +55,18 @@ class Services:
         embedders = embedders or EmbedderPool(settings.embedder)
         embedders.get(settings.embedder.default)  # load the model now, not on the first request
         indexes = IndexStore(db, settings.index, settings.index_dir)
-        searcher = Searcher(db, embedders, indexes, settings.index)
+        lexical = Bm25Store(db, settings.retrieval.bm25, settings.index_dir / "bm25")
+        # A deleted collection's BM25 index and snapshot go with its FAISS ones.
+        indexes.on_collection_deleted(lexical.drop)
+        searcher = Searcher(db, embedders, indexes, lexical, settings.index, settings.retrieval)
         queue = make_queue(settings)
         generator = generator or start_generator(settings)
         cache = make_cache(settings.redis.url, settings.cache)
         pipeline = SelfReasoningPipeline(generator, searcher, db, settings.generation.pipeline)
         queries = QueryService(pipeline, cache, db, settings.generation.pipeline)
-        services = cls(settings, db, embedders, indexes, searcher, queue, generator, cache, queries)
+        services = cls(
+            settings, db, embedders, indexes, searcher, queue, generator, cache, queries, lexical
+        )
         if settings.embedded_worker:
             # The in-process worker thread shares this process's database and loaded model.
             install_context(WorkerContext(settings, db, embedders, queue))
@@ -85,18 +93,22 @@ class Services:
                 log.exception("warming embedder-migration targets failed")
             if time.monotonic() >= next_snapshot:
                 next_snapshot = time.monotonic() + interval
-                try:
-                    self.indexes.save_snapshots()
-                except Exception:
-                    log.exception("writing index snapshots failed")
+                for store in (self.indexes, self.lexical):
+                    try:
+                        store.save_snapshots()
+                    except Exception:
+                        log.exception("writing index snapshots failed")
 
     def warm_indexes(self) -> None:
         with self.db.session() as session:
             active = [
-                (c.id, c.embedder, c.index_version) for c in repository.list_collections(session)
+                (c.id, c.embedder, c.index_version, c.retrieval or self.settings.retrieval.default)
+                for c in repository.list_collections(session)
             ]
-        for collection_id, embedder, version in active:
+        for collection_id, embedder, version, retrieval in active:
             self.indexes.get(collection_id, embedder, version)
+            if retrieval != "dense":
+                self.lexical.get(collection_id, version)
 
     def warm_migration_targets(self) -> None:
         """Load each running migration's embedder and keep its index caught up, so the switch
@@ -113,6 +125,7 @@ class Services:
             except Exception:
                 log.exception("warming %s for collection %s failed", embedder, collection_id)
         self.indexes.retain(active | targets)
+        self.lexical.retain({collection_id for collection_id, _ in active})
 
     async def aclose(self) -> None:
         await self.generator.aclose()
@@ -124,6 +137,7 @@ class Services:
         if self._snapshots is not None:
             self._snapshots.join(timeout=30)
         self.indexes.save_snapshots()
+        self.lexical.save_snapshots()
         self.cache.close()
         if self.settings.embedded_worker:
             install_context(None)

@@ -81,6 +81,8 @@ class Collection(Base):
     previous_embedder: Mapped[str | None] = mapped_column(String(128), default=None)
     # Bumped by every change to the collection's searchable content or its embedder.
     index_version: Mapped[int] = mapped_column(BigInteger, default=0)
+    # dense, hybrid or lexical; None follows the server default (settings.retrieval.default).
+    retrieval: Mapped[str | None] = mapped_column(String(16), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -75,6 +75,31 @@ class IndexSettings(BaseModel):
     overfetch: int = 2
 
 
+RetrievalMode = Literal["dense", "hybrid", "lexical"]
+
+
+class Bm25Settings(BaseModel):
+    # Lucene's BM25 parameters (bm25s's defaults).
+    k1: float = 1.5
+    b: float = 0.75
+    # Snowball stemmer language (PyStemmer) and bm25s stopword list.
+    language: str = "english"
+    stopwords: str = "en"
+
+
+class RetrievalSettings(BaseModel):
+    """How chunks are found: dense (FAISS), lexical (BM25) or both fused (hybrid)."""
+
+    # The default for collections that set none; a request may ask for another. hybrid
+    # measured best on every dev set (docs/retrieval.md).
+    default: RetrievalMode = "hybrid"
+    # Reciprocal rank fusion: score = sum over rankings of 1 / (rrf_k + rank).
+    rrf_k: int = 60
+    # Candidates taken from each ranking before fusing: max(candidates, top_k * overfetch).
+    candidates: int = 20
+    bm25: Bm25Settings = Field(default_factory=Bm25Settings)
+
+
 class IngestSettings(BaseModel):
     max_file_bytes: int = 50 * 1024 * 1024
     max_files_per_request: int = 1000
@@ -197,6 +222,7 @@ class Settings(BaseSettings):
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)

@@ -72,6 +72,7 @@ class QueryService:
             model=options.adapter or self._pipeline.generator.model,
             mode=options.mode,
             top_k=options.top_k,
+            retrieval=options.retrieval,
             allow_unsupported=options.allow_unsupported,
             pipeline=self._pipeline_parts,
         )

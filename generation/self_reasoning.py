@@ -22,7 +22,7 @@ from typing import Any, Literal, TypeVar
 from core import repository
 from core.db import Database
 from core.errors import RagError
-from core.settings import PipelineSettings
+from core.settings import PipelineSettings, RetrievalMode
 from generation import prompts
 from generation.generator import Completion, Generator, GeneratorUnavailable, Message
 from generation.grounding import grounded_analysis, grounded_answer
@@ -64,6 +64,8 @@ class QueryOptions:
     mode: Mode = "steps"
     allow_unsupported: bool = False
     use_cache: bool = True
+    # dense, hybrid or lexical; None: the collection's setting, else the server default.
+    retrieval: RetrievalMode | None = None
 
 
 @dataclass
@@ -105,7 +107,11 @@ class SelfReasoningPipeline:
     async def run(self, options: QueryOptions) -> AsyncIterator[Event]:
         run = _Run()
         result = await asyncio.to_thread(
-            self._searcher.search, options.collection, options.question, options.top_k
+            self._searcher.search,
+            options.collection,
+            options.question,
+            options.top_k,
+            options.retrieval,
         )
         hits = result.hits
         clock = run.mark("retrieve", run.started)
@@ -115,6 +121,7 @@ class SelfReasoningPipeline:
                 "hits": [_hit_json(h) for h in hits],
                 "index_version": result.index_version,
                 "embedder": result.embedder,
+                "retrieval": result.retrieval,
             },
         )
         model = options.adapter or self._generator.model

@@ -1,4 +1,5 @@
-"""Search: embed the query with the collection's active embedder, ask its index, hydrate hits.
+"""Search: dense (embed the query with the collection's active embedder, ask its FAISS index),
+lexical (BM25 over chunk text) or hybrid (both, fused by reciprocal rank); then hydrate hits.
 
 Hits are hydrated from the database, so a chunk deleted after the index last caught up is
 dropped here and never returned.
@@ -10,8 +11,10 @@ from dataclasses import dataclass
 
 from core import repository
 from core.db import Database
-from core.settings import IndexSettings
+from core.settings import IndexSettings, RetrievalMode, RetrievalSettings
+from retrieval.bm25_store import Bm25Store
 from retrieval.embedders import EmbedderPool
+from retrieval.fusion import reciprocal_rank_fusion
 from retrieval.index_store import IndexStore
 
 
@@ -31,32 +34,61 @@ class SearchResult:
     hits: list[Hit]
     index_version: int
     embedder: str
+    # The retrieval mode that produced the hits: dense, lexical or hybrid.
+    retrieval: str = "dense"
 
 
 class Searcher:
     def __init__(
-        self, db: Database, embedders: EmbedderPool, indexes: IndexStore, settings: IndexSettings
+        self,
+        db: Database,
+        embedders: EmbedderPool,
+        indexes: IndexStore,
+        lexical: Bm25Store,
+        settings: IndexSettings,
+        retrieval: RetrievalSettings,
     ) -> None:
         self._db = db
         self._embedders = embedders
         self._indexes = indexes
+        self._lexical = lexical
         self._settings = settings
+        self._retrieval = retrieval
 
-    def search(self, collection_name: str, query: str, top_k: int) -> SearchResult:
+    def search(
+        self,
+        collection_name: str,
+        query: str,
+        top_k: int,
+        retrieval: RetrievalMode | None = None,
+    ) -> SearchResult:
+        """The top_k chunks for the query. `retrieval` overrides the collection's setting,
+        which overrides the server default (settings.retrieval.default)."""
         with self._db.session() as session:
             collection = repository.get_collection(session, collection_name)
-            collection_id, version, embedder_id = (
+            collection_id, version, embedder_id, stored = (
                 collection.id,
                 collection.index_version,
                 collection.embedder,
+                collection.retrieval,
             )
-        # One request uses one (embedder, index) pair throughout, read once above.
-        index = self._indexes.get(collection_id, embedder_id, version)
-        if index is None or len(index) == 0:
-            return SearchResult([], version, embedder_id)
-        vector = self._embedders.get(embedder_id).embed_query(query)
-        scores, ids = index.search(vector, top_k * max(1, self._settings.overfetch))
-        ranked = [(int(i), float(s)) for s, i in zip(scores, ids, strict=True) if i >= 0]
+        mode = retrieval or stored or self._retrieval.default
+        # Dense alone overfetches so deletions not yet caught up can be dropped; a ranking that
+        # is fused also needs depth, or a chunk ranked well by only one side never surfaces.
+        overfetch = top_k * max(1, self._settings.overfetch)
+        depth = overfetch if mode == "dense" else max(overfetch, self._retrieval.candidates)
+        rankings: list[list[tuple[int, float]]] = []
+        if mode in ("dense", "hybrid"):
+            rankings.append(self._dense(collection_id, embedder_id, version, query, depth))
+        if mode in ("lexical", "hybrid"):
+            scores, ids = self._lexical.get(collection_id, version).search(query, depth)
+            rankings.append([(int(i), float(s)) for s, i in zip(scores, ids, strict=True)])
+        if len(rankings) == 1:
+            ranked = rankings[0]
+        else:
+            ranked = reciprocal_rank_fusion(
+                [[i for i, _ in r] for r in rankings], self._retrieval.rrf_k
+            )
         with self._db.session() as session:
             rows = repository.chunk_rows(session, [i for i, _ in ranked])
         hits = [
@@ -64,4 +96,15 @@ class Searcher:
             for chunk_id, score in ranked
             if (row := rows.get(chunk_id)) is not None
         ]
-        return SearchResult(hits[:top_k], version, embedder_id)
+        return SearchResult(hits[:top_k], version, embedder_id, mode)
+
+    def _dense(
+        self, collection_id: str, embedder_id: str, version: int, query: str, depth: int
+    ) -> list[tuple[int, float]]:
+        # One request uses one (embedder, index) pair throughout, read once by the caller.
+        index = self._indexes.get(collection_id, embedder_id, version)
+        if index is None or len(index) == 0:
+            return []
+        vector = self._embedders.get(embedder_id).embed_query(query)
+        scores, ids = index.search(vector, depth)
+        return [(int(i), float(s)) for s, i in zip(scores, ids, strict=True) if i >= 0]

@@ -6,7 +6,13 @@ from fastapi import APIRouter, Response, status
 
 from app.deps import ServicesDep
 from app.openapi import error_responses
-from app.schemas import CollectionCreate, CollectionList, CollectionOut, IndexRebuilt
+from app.schemas import (
+    CollectionCreate,
+    CollectionList,
+    CollectionOut,
+    CollectionUpdate,
+    IndexRebuilt,
+)
 from core import repository
 from core.models import Collection
 from retrieval.embedders import get_spec
@@ -25,6 +31,8 @@ def collection_out(services: ServicesDep, collection: Collection) -> CollectionO
         index_version=collection.index_version,
         created_at=collection.created_at,
         previous_embedder=collection.previous_embedder,
+        retrieval=collection.retrieval or services.settings.retrieval.default,
+        retrieval_setting=collection.retrieval,
     )
 
 
@@ -38,7 +46,15 @@ def create_collection(body: CollectionCreate, services: ServicesDep) -> Collecti
     embedder = body.embedder or services.settings.embedder.default
     get_spec(embedder, services.settings.embedder)  # 422 for an unknown embedder
     with services.db.session() as session:
-        collection = repository.create_collection(session, body.name, embedder)
+        collection = repository.create_collection(session, body.name, embedder, body.retrieval)
+    return collection_out(services, collection)
+
+
+@router.patch("/admin/v1/collections/{name}")
+def update_collection(name: str, body: CollectionUpdate, services: ServicesDep) -> CollectionOut:
+    """Change a collection's settings (its retrieval mode)."""
+    with services.db.session() as session:
+        collection = repository.set_retrieval(session, name, body.retrieval)
     return collection_out(services, collection)
 
 
@@ -76,13 +92,15 @@ def delete_collection(name: str, services: ServicesDep) -> Response:
 
 @router.post("/admin/v1/collections/{name}/index/rebuild")
 def rebuild_index(name: str, services: ServicesDep) -> IndexRebuilt:
-    """Rebuild this process's index of a collection from the database."""
+    """Rebuild this process's indexes of a collection (FAISS and BM25) from the database."""
     with services.db.session() as session:
         collection = repository.get_collection(session, name)
     index = services.indexes.rebuild(collection.id, collection.embedder)
+    lexical = services.lexical.rebuild(collection.id)
     return IndexRebuilt(
         collection=name,
         embedder=collection.embedder,
         vectors=0 if index is None else len(index),
         index_version=collection.index_version,
+        lexical_chunks=len(lexical),
     )

@@ -66,6 +66,7 @@ async def query(body: QueryRequest, services: ServicesDep) -> Any:
         mode=body.mode or pipeline.mode,
         allow_unsupported=body.allow_unsupported,
         use_cache=body.use_cache,
+        retrieval=body.retrieval,
     )
     queries = services.queries
     prepared = await queries.prepare(options)  # unknown collection/adapter: a plain error

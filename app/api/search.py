@@ -12,8 +12,8 @@ router = APIRouter(tags=["search"])
 
 @router.post("/v1/search")
 def search(body: SearchRequest, services: ServicesDep) -> SearchResponse:
-    """The top_k chunks nearest to the query, with their offsets in the source text."""
-    result = services.searcher.search(body.collection, body.query, body.top_k)
+    """The top_k chunks for the query (dense, lexical or hybrid), with their source offsets."""
+    result = services.searcher.search(body.collection, body.query, body.top_k, body.retrieval)
     return SearchResponse(
         hits=[
             SearchHit(
@@ -29,4 +29,5 @@ def search(body: SearchRequest, services: ServicesDep) -> SearchResponse:
         ],
         index_version=result.index_version,
         embedder=result.embedder,
+        retrieval=result.retrieval,
     )

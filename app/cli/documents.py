@@ -109,24 +109,26 @@ def search(
     query: Annotated[str, typer.Argument(help="What to search for.")],
     collection: CollectionOption,
     top_k: Annotated[int, typer.Option("--top-k", help="How many hits to show.")] = 5,
+    retrieval: Annotated[
+        str | None, typer.Option(help="dense, lexical or hybrid (default: the collection's)")
+    ] = None,
     url: http.UrlOption = "http://127.0.0.1:8000",
     key: http.KeyOption = "",
     as_json: JsonOption = False,
 ) -> None:
     """Search a collection and print the hits with their file and character span."""
+    body: dict[str, Any] = {"collection": collection, "query": query, "top_k": top_k}
+    if retrieval:
+        body["retrieval"] = retrieval
     with http.client(url, key) as client:
-        result = http.check(
-            client.post(
-                "/v1/search", json={"collection": collection, "query": query, "top_k": top_k}
-            )
-        )
+        result = http.check(client.post("/v1/search", json=body))
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
     for rank, hit in enumerate(result["hits"], 1):
         snippet = " ".join(hit["text"].split())[:160]
         typer.echo(
-            f"{rank}. {hit['score']:.3f}  {hit['filename']} "
+            f"{rank}. {hit['score']:.4f}  {hit['filename']} "
             f"[{hit['start']}:{hit['end']}]\n   {snippet}"
         )
 

@@ -14,6 +14,7 @@ from core.repository.collections import (
     index_version,
     list_collections,
     lock_collection_by_id,
+    set_retrieval,
     take_write_lock,
 )
 from core.repository.documents import (
@@ -28,7 +29,9 @@ from core.repository.documents import (
     store_chunks,
 )
 from core.repository.embeddings import (
+    chunk_ids,
     chunk_rows,
+    chunk_texts,
     embedding_ids,
     embedding_vectors,
 )
@@ -69,7 +72,9 @@ __all__ = [
     "active_migrations",
     "bump_index_version",
     "cancel_job",
+    "chunk_ids",
     "chunk_rows",
+    "chunk_texts",
     "chunks_missing_embedding",
     "collection_counts",
     "collection_state",
@@ -103,6 +108,7 @@ __all__ = [
     "missing_embedding_ids",
     "prune_embeddings",
     "refresh_ingest_job",
+    "set_retrieval",
     "store_chunks",
     "switch_embedder",
     "take_write_lock",

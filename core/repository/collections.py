@@ -19,8 +19,10 @@ from core.models import (
 )
 
 
-def create_collection(session: Session, name: str, embedder: str) -> Collection:
-    collection = Collection(name=name, embedder=embedder)
+def create_collection(
+    session: Session, name: str, embedder: str, retrieval: str | None = None
+) -> Collection:
+    collection = Collection(name=name, embedder=embedder, retrieval=retrieval)
     session.add(collection)
     try:
         session.flush()
@@ -104,6 +106,17 @@ def lock_collection_by_id(session: Session, collection_id: str) -> Collection:
     )
     if collection is None:
         raise RagError("collection_not_found", f"collection {collection_id!r} does not exist")
+    return collection
+
+
+def set_retrieval(session: Session, name: str, retrieval: str | None) -> Collection:
+    """Set a collection's retrieval mode (None: the server default) and bump its version, so
+    cached answers retrieved the old way are not served for it."""
+    collection = get_collection(session, name, for_update=True)
+    if collection.retrieval != retrieval:
+        collection.retrieval = retrieval
+        collection.index_version += 1
+        session.flush()
     return collection
 
 

@@ -1,4 +1,4 @@
-"""Index data: embedding ids and vectors, chunk rows for hits."""
+"""Index data: embedding ids and vectors, chunk ids and texts (BM25), chunk rows for hits."""
 
 from __future__ import annotations
 
@@ -64,3 +64,25 @@ def chunk_rows(session: Session, chunk_ids: Sequence[int]) -> dict[int, ChunkRow
         .where(Chunk.id.in_(list(chunk_ids)), Document.status == DocumentStatus.READY)
     ).all()
     return {int(r[0]): ChunkRow(int(r[0]), r[1], r[2], r[3], int(r[4]), int(r[5])) for r in rows}
+
+
+def chunk_ids(session: Session, collection_id: str) -> np.ndarray:
+    """Ids of a collection's chunks (only ready documents have any): what BM25 indexes."""
+    ids = session.scalars(select(Chunk.id).where(Chunk.collection_id == collection_id)).all()
+    return np.asarray(ids, dtype=np.int64)
+
+
+def chunk_texts(
+    session: Session, collection_id: str, ids: Sequence[int] | None = None
+) -> tuple[list[int], list[str]]:
+    """(ids, texts) of a collection's chunks; all of them, or those of `ids` still present."""
+    query = select(Chunk.id, Chunk.text).where(Chunk.collection_id == collection_id)
+    out_ids: list[int] = []
+    texts: list[str] = []
+    batches = [None] if ids is None else [ids[i : i + 5000] for i in range(0, len(ids), 5000)]
+    for batch in batches:
+        batch_query = query if batch is None else query.where(Chunk.id.in_(list(batch)))
+        for chunk_id, text in session.execute(batch_query):
+            out_ids.append(int(chunk_id))
+            texts.append(text)
+    return out_ids, texts
