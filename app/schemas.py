@@ -407,7 +407,9 @@ class AdapterCreate(BaseModel):
 
 
 class Identity(BaseModel):
-    role: Literal["admin", "query"]
+    role: Literal["admin", "query"] = Field(
+        description="The caller's role (admin when no keys exist: every route is open)."
+    )
     keys_required: bool = Field(description="False: no keys exist and every route is open.")
     key_id: str | None = Field(default=None, description="The key's public id (never its secret).")
 
