@@ -34,19 +34,22 @@ DATASETS = {
 P50_LIMIT_MS = 30_000
 
 
-def run_one(model: str, name: str, dataset: str, questions: int, out: Path) -> dict[str, Any]:
+def run_one(
+    model: str, name: str, dataset: str, questions: int, out: Path, retrieval: str
+) -> dict[str, Any]:
     stem = out / f"{model}-{name}"
     command = [
         sys.executable, "-m", "app.cli", "bench", dataset, "--split", "train",
         "--questions", str(questions), "--modes", MODES, "--model", model,
-        "--max-documents", "60", "--output", str(stem),
+        "--max-documents", "60", "--retrieval", retrieval, "--output", str(stem),
     ]  # fmt: skip
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL)  # noqa: S603
     _, status, usage = os.wait4(process.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(command)} failed")
-    report: dict[str, Any] = json.loads(stem.with_suffix(".json").read_text())
+    report: dict[str, Any] = json.loads(Path(f"{stem}.json").read_text())
+    report["retrieval"] = retrieval
     report["peak_rss_mib"] = round(usage.ru_maxrss / 1024)
     report["wall_s"] = round(time.perf_counter() - started, 1)
     return report
@@ -98,6 +101,12 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=6, help="questions per dataset")
     parser.add_argument("--models", default="", help="comma-separated catalog names")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "models-matrix.md")
+    parser.add_argument(
+        "--retrieval", default="dense", help="the same retrieval for every model (dense, hybrid)"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the runs already in matrix.json, do the rest"
+    )
     args = parser.parse_args()
     models_dir = REPO / "models"
     names = [m for m in args.models.split(",") if m] or [
@@ -105,15 +114,19 @@ def main() -> None:
     ]
     results = REPO / "bench-results" / "models"
     results.mkdir(parents=True, exist_ok=True)
-    reports = []
+    matrix = results / "matrix.json"
+    reports: list[dict[str, Any]] = json.loads(matrix.read_text()) if args.resume else []
+    done = {(r["model_name"], r["data"]) for r in reports}
     for model in names:
         entry = next(m for m in CATALOG if m.name == model)
         for data, dataset in DATASETS.items():
+            if (model, data) in done:
+                continue
             print(f"{model} on {data} ...", file=sys.stderr, flush=True)
-            report = run_one(model, data, dataset, args.questions, results)
+            report = run_one(model, data, dataset, args.questions, results, args.retrieval)
             report["model_name"], report["data"] = entry.name, data
             reports.append(report)
-            (results / "matrix.json").write_text(json.dumps(reports, indent=1))
+            matrix.write_text(json.dumps(reports, indent=1))
     pooled = overall(reports)
     lines = [
         "| model | mode | accuracy (pooled) | mean p50 s |",

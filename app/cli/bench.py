@@ -182,7 +182,9 @@ def run_benchmark(
         output or Path("bench-results") / f"{bench_set.name}-{bench_set.split}-{int(time.time())}"
     )
     stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(table + "\n")
-    typer.echo(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.md')}", err=True)
+    # Not with_suffix: a stem like "qwen2.5-coder-1.5b-…" has dots of its own.
+    json_path, md_path = Path(f"{stem}.json"), Path(f"{stem}.md")
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    md_path.write_text(table + "\n")
+    typer.echo(f"wrote {json_path} and {md_path}", err=True)
     return report
