@@ -25,7 +25,7 @@ from core.errors import RagError
 from core.settings import PipelineSettings, RetrievalMode
 from generation import prompts
 from generation.generator import Completion, Generator, GeneratorUnavailable, Message
-from generation.grounding import grounded_analysis, grounded_answer
+from generation.grounding import grounded_analysis, grounded_answer, is_supported
 from generation.prompts import Passage
 from generation.steps import (
     Evidence,
@@ -243,7 +243,9 @@ class SelfReasoningPipeline:
             lambda data: parse_analysis(data, s.analysis_max_chars, s.answer_max_chars),
         )
         run.mark("analysis", clock)
-        async for item in self._finish(options.question, judged, evidence, analysis, answer):
+        async for item in self._finish(
+            options.question, judged, evidence, analysis, answer, relevant
+        ):
             yield item
 
     async def _single_pass(
@@ -287,7 +289,10 @@ class SelfReasoningPipeline:
             return
         evidence = await self._verified(evidence)
         yield "evidence", {"evidence": [asdict(e) for e in evidence]}
-        async for item in self._finish(options.question, judged, evidence, analysis, answer):
+        relevant = [p for p, j in zip(passages, judged, strict=True) if j.relevant]
+        async for item in self._finish(
+            options.question, judged, evidence, analysis, answer, relevant
+        ):
             yield item
 
     async def _one_call(
@@ -374,13 +379,18 @@ class SelfReasoningPipeline:
         evidence: list[Evidence],
         analysis: str,
         answer: str,
+        relevant: list[Passage],
     ) -> AsyncIterator[Event]:
+        chosen = len(evidence)
+        evidence = await self._support_answer(question, answer, evidence, relevant)
         analysis, _ = repair_markers(analysis, evidence)
         # Every analysis sentence must cite evidence and add nothing the evidence lacks.
         analysis, _dropped, rewritten = grounded_analysis(
             analysis, question, {e.id: e.quote for e in evidence}
         )
         analysis, cited = repair_markers(analysis, evidence)
+        # A sentence added because it holds the model's answer is always cited.
+        cited += [e.id for e in evidence[chosen:] if e.id not in cited]
         # An extractive answer is a cited sentence, from the best-ranked document.
         pool = [e for e in evidence if e.id in cited] or evidence
         ranked = sorted(pool, key=lambda e: sentence_rank(e.sentence))
@@ -409,6 +419,28 @@ class SelfReasoningPipeline:
                 **({"model_answer": model_answer} if source == "extractive" else {}),
             },
         )
+
+    async def _support_answer(
+        self, question: str, answer: str, evidence: list[Evidence], relevant: list[Passage]
+    ) -> list[Evidence]:
+        """The evidence, plus the first sentence of a relevant passage that supports the model's
+        answer when the chosen evidence does not (a capable model often answers from a heading
+        or a neighbouring sentence it did not pick). Verified verbatim like the rest; without
+        such a sentence the evidence is unchanged and grounding decides."""
+        quotes = [e.quote for e in evidence]
+        if not answer.strip() or not evidence or is_supported(answer, question, quotes):
+            return evidence
+        chosen = {e.sentence for e in evidence}
+        for passage in relevant:
+            for i in range(len(passage.sentences)):
+                sentence_id = passage.sentence_id(i)
+                if sentence_id in chosen:
+                    continue
+                if is_supported(answer, question, [passage.sentence_text(i)]):
+                    reason = {sentence_id: "holds the answer (added by the answer check)"}
+                    extra = evidence_from_ids([sentence_id], [passage], reason, 1)
+                    return await self._verified([*evidence, *extra])
+        return evidence
 
     # Generation and verification ------------------------------------------------------------
 

@@ -107,8 +107,16 @@ def _cap(bench: BenchSet, limit: int, rng: random.Random) -> None:
 
 
 def _sample(items: list[BenchQuestion], n: int, rng: random.Random) -> list[BenchQuestion]:
-    """A seeded sample that keeps the answerable/unanswerable mix of the data."""
-    picked = sorted(rng.sample(range(len(items)), n))
+    """A seeded sample, stratified by kind so a small sample of SQuAD 2.0 still holds
+    unanswerable questions in the data's proportion (at least one of each kind present)."""
+    kinds: dict[str, list[int]] = {}
+    for i, q in enumerate(items):
+        kinds.setdefault(q.kind, []).append(i)
+    quota = {k: max(1, round(n * len(v) / len(items))) for k, v in kinds.items()}
+    while sum(quota.values()) > n:
+        largest = max(quota, key=lambda k: quota[k])
+        quota[largest] -= 1
+    picked = sorted(i for k, v in kinds.items() for i in rng.sample(v, min(quota[k], len(v))))
     return [items[i] for i in picked]
 
 

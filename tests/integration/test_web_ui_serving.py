@@ -51,7 +51,7 @@ def test_only_packaged_files_are_served(client: TestClient) -> None:
     for path in ("/ui/missing.js", "/ui/../main.py", "/ui/%2e%2e/api/ui.py", "/ui/static"):
         response = client.get(path)
         assert response.status_code == 404, path
-        assert response.json()["error"]["code"] in ("asset_not_found", "not_found")
+        assert response.json()["error"]["code"] in ("asset_not_found", "route_not_found")
     # No file reads innerHTML/outerHTML or document.write: text only ever goes in as text.
     for name, (content, _) in ASSETS.items():
         if name.endswith(".js"):
