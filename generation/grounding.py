@@ -67,12 +67,16 @@ def salvage_json(text: str) -> Any:
     return json.loads(tail + "".join(reversed(closers)), strict=False)
 
 
+def _stem(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") else word
+
+
 def _content_words(text: str) -> set[str]:
     words = set()
     for word in _WORD.findall(text.casefold()):
         if word in _STOPWORDS or (len(word) < 2 and not word.isdigit()):
             continue
-        words.add(word[:-1] if len(word) > 3 and word.endswith("s") else word)
+        words.add(_stem(word))
     return words
 
 
@@ -96,10 +100,6 @@ def extractive_answer(quotes: list[str], limit: int) -> str:
     cut = text[:limit]
     space = cut.rfind(" ")
     return (cut[:space] if space > limit // 2 else cut).rstrip() + "…"
-
-
-def _stem(word: str) -> str:
-    return word[:-1] if len(word) > 3 and word.endswith("s") else word
 
 
 def answer_span(answer: str, question: str, quotes: list[str], max_words: int = 15) -> str:
