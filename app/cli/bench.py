@@ -15,7 +15,10 @@ from app.cli import http
 
 ModesOption = Annotated[
     str,
-    typer.Option(help="Comma-separated modes: steps, single_pass, one_call, closed_book."),
+    typer.Option(
+        help="Comma-separated modes: steps, single_pass, one_call, closed_book; MODE@ADAPTER "
+        "asks in MODE with that registered LoRA adapter."
+    ),
 ]
 AgainstOption = Annotated[
     str | None,

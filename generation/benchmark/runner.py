@@ -21,6 +21,15 @@ from generation.benchmark.datasets import BenchQuestion, BenchSet
 
 REASONING_MODES = ("steps", "single_pass")
 ALL_MODES = ("steps", "single_pass", "one_call", "closed_book")
+
+
+def split_mode(spec: str) -> tuple[str, str | None]:
+    """A mode as the runner names it: MODE, or MODE@ADAPTER to ask with that LoRA adapter
+    (so one run compares a base model and its adapter over the same retrieval)."""
+    mode, _, adapter = spec.partition("@")
+    return mode, adapter or None
+
+
 # Where a wrong answer of a reasoning mode was lost, in pipeline order.
 LOSS_STAGES = (
     "not_retrieved",
@@ -117,7 +126,7 @@ class ModeReport:
             "prompt_tokens_mean": _mean([r.prompt_tokens for r in ok]),
             "completion_tokens_mean": _mean([r.completion_tokens for r in ok]),
             "losses": {stage: losses.get(stage, 0) for stage in ("ok", *LOSS_STAGES)}
-            if self.mode in REASONING_MODES
+            if split_mode(self.mode)[0] in REASONING_MODES
             else None,
         }
 
@@ -171,7 +180,7 @@ class BenchRunner:
         extra: dict[str, Any] | None = None,
         on_result: Callable[[QuestionResult], None] | None = None,
     ) -> None:
-        unknown = set(modes) - set(ALL_MODES)
+        unknown = {split_mode(m)[0] for m in modes} - set(ALL_MODES)
         if unknown:
             raise ValueError(f"unknown modes {sorted(unknown)}; known: {', '.join(ALL_MODES)}")
         self._client = client
@@ -257,13 +266,15 @@ class BenchRunner:
         self, q: BenchQuestion, mode: str, hits: list[dict[str, Any]]
     ) -> tuple[QuestionResult, str]:
         result = QuestionResult(q.id, mode, q.kind, q.question)
+        name, adapter = split_mode(mode)
         body = {
             "collection": self._collection,
             "question": q.question,
             "top_k": self._top_k,
-            "mode": mode,
+            "mode": name,
             "use_cache": False,
             **self._extra,
+            **({"adapter": adapter} if adapter else {}),
         }
         started = time.perf_counter()
         response = self._client.post("/v1/query", json=body)
@@ -300,7 +311,7 @@ class BenchRunner:
             scoring.citation_is_precise(quote, q.answers, q.gold_sentences) for quote in quotes
         )
         r.evidence_recall = scoring.evidence_recall(quotes, q.gold_sentences)
-        if r.mode in REASONING_MODES:
+        if split_mode(r.mode)[0] in REASONING_MODES:
             r.loss = "ok" if r.correct else _loss_stage(q, data, hits)
 
     def _is_verbatim(self, citation: dict[str, Any]) -> bool:

@@ -10,7 +10,14 @@ import pytest
 
 from generation.benchmark import scoring
 from generation.benchmark.datasets import BenchQuestion, load_benchmark
-from generation.benchmark.runner import ModeReport, QuestionResult, _loss_stage, markdown_report
+from generation.benchmark.runner import (
+    BenchRunner,
+    ModeReport,
+    QuestionResult,
+    _loss_stage,
+    markdown_report,
+    split_mode,
+)
 from tests.conftest import REPO
 
 DATASETS = REPO.parent / "shared" / "datasets"
@@ -146,3 +153,10 @@ def test_folder_dataset(tmp_path: Path) -> None:
     bench = load_benchmark(str(tmp_path))
     assert bench.documents == {"a.md": "Alpha is first."}
     assert bench.questions[0].gold_docs == ("a.md",)
+
+
+def test_a_mode_can_name_an_adapter() -> None:
+    assert split_mode("steps") == ("steps", None)
+    assert split_mode("steps@self-reasoning") == ("steps", "self-reasoning")
+    with pytest.raises(ValueError, match="unknown modes"):
+        BenchRunner(object(), "c", modes=["stepz@x"])  # type: ignore[arg-type]
