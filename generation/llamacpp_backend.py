@@ -66,12 +66,53 @@ def _grammar(schema_json: str) -> Any:
     return LlamaGrammar.from_json_schema(schema_json, verbose=False)
 
 
+class ChatRenderer:
+    """Chat messages to token ids with the model's own chat template, exactly as serving sends
+    them; the trainer (training/) uses the same renderer so training and serving see the same
+    ids. `llm` may be a vocabulary-only Llama."""
+
+    def __init__(self, llm: Any) -> None:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ValueError("the model has no chat template")
+        eos = llm._model.token_get_text(llm.token_eos())
+        bos = llm._model.token_get_text(llm.token_bos())
+        self._llm = llm
+        self._prompt = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        self._whole = Jinja2ChatFormatter(
+            template=template, eos_token=eos, bos_token=bos, add_generation_prompt=False
+        )
+
+    def _tokens(self, text: str) -> list[int]:
+        return list(self._llm.tokenize(text.encode(), add_bos=False, special=True))
+
+    def prompt_tokens(self, messages: list[Message]) -> list[int]:
+        """The prompt up to where the model starts its reply."""
+        chat: Any = messages
+        return self._tokens(self._prompt(messages=chat).prompt)
+
+    def reply_tokens(self, messages: list[Message], reply: str) -> list[int]:
+        """The tokens the model should generate after `prompt_tokens(messages)` to give
+        `reply`, up to and including the template's end of turn."""
+        chat: Any = [*messages, {"role": "assistant", "content": reply}]
+        prompt = self._prompt(messages=messages).prompt  # type: ignore[arg-type]
+        whole = self._whole(messages=chat).prompt
+        if whole.startswith(prompt) and reply in whole[len(prompt) :]:
+            rest = whole[len(prompt) :]
+            end = rest.index(reply) + len(reply)
+            # The reply, then the template's end-of-turn marker (up to the line break after).
+            tail = rest[end:].split("\n", 1)[0]
+            return self._tokens(rest[:end] + tail)
+        return [*self._tokens(reply), int(self._llm.token_eos())]
+
+
 class _Model:
     """One loaded Llama (the base model, or the base model with one LoRA adapter)."""
 
     def __init__(self, settings: LlamaCppSettings, path: Path, lora_path: str | None) -> None:
         from llama_cpp import Llama
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         _capture_llama_errors()
         _LLAMA_ERRORS.clear()
@@ -90,22 +131,16 @@ class _Model:
         except (ValueError, RuntimeError) as exc:
             why = "; ".join(_LLAMA_ERRORS) or str(exc)
             raise GeneratorUnavailable(f"llama.cpp cannot load {path.name}: {why}") from exc
-        metadata = self.llm.metadata
-        template = metadata.get("tokenizer.chat_template")
-        if not template:
+        if not self.llm.metadata.get("tokenizer.chat_template"):
             raise GeneratorUnavailable(f"{path.name} has no chat template")
-        eos = self.llm._model.token_get_text(self.llm.token_eos())
-        bos = self.llm._model.token_get_text(self.llm.token_bos())
-        self.formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        self.chat = ChatRenderer(self.llm)
         self.lock = threading.Lock()
         self.repeat_penalty = settings.repeat_penalty
 
     def complete(
         self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int
     ) -> tuple[str, int, int, int, str]:
-        chat: Any = messages
-        prompt = self.formatter(messages=chat).prompt
-        tokens = self.llm.tokenize(prompt.encode(), add_bos=False, special=True)
+        tokens = self.chat.prompt_tokens(messages)
         # Key order matters: the grammar emits properties in schema order (e.g. sentence id
         # before its reason), so the schema is serialized as built.
         grammar = (

@@ -17,6 +17,10 @@ from generation.generator import Message
 from retrieval.chunker import Sentence, split_sentences
 from retrieval.search import Hit
 
+# Names this wording of the step prompts: trajectories and adapters record it, since an adapter
+# trained on one wording is tuned to it. Change it whenever a prompt or schema changes.
+PROMPT_VERSION = "steps-2026-12"
+
 _SPACES = re.compile(r"\s+")
 # Keep the fence intact whatever the document contains.
 _FENCE = re.compile(r"</?\s*documents?\b[^>]*>", re.IGNORECASE)

@@ -2,7 +2,7 @@
 
 One module per command group: server.py (processes and the database), documents.py (client
 commands against a running service), bench.py (quality runs: bench, eval), keys.py (API keys),
-models.py (the offline model catalog); http.py
+models.py (the offline model catalog), train.py (trajectories and adapters); http.py
 holds what the client commands share.
 """
 
@@ -16,12 +16,14 @@ import typer
 from app.cli import bench, documents, server
 from app.cli.keys import keys
 from app.cli.models import models
+from app.cli.train import train
 
 cli = typer.Typer(
     help="Retrieval-augmented generation service with self-reasoning.", no_args_is_help=True
 )
 cli.add_typer(keys, name="keys")
 cli.add_typer(models, name="models")
+cli.add_typer(train, name="train")
 cli.command()(server.serve)
 cli.command()(server.worker)
 cli.command()(server.migrate)

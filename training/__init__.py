@@ -1,0 +1,2 @@
+"""Learning self-reasoning: trajectories from public QA data (no extra needed), and LoRA
+training and export (the `train` extra)."""
