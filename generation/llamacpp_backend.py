@@ -93,19 +93,19 @@ class ChatRenderer:
         chat: Any = messages
         return self._tokens(self._prompt(messages=chat).prompt)
 
-    def reply_tokens(self, messages: list[Message], reply: str) -> list[int]:
-        """The tokens the model should generate after `prompt_tokens(messages)` to give
-        `reply`, up to and including the template's end of turn."""
-        chat: Any = [*messages, {"role": "assistant", "content": reply}]
-        prompt = self._prompt(messages=messages).prompt  # type: ignore[arg-type]
-        whole = self._whole(messages=chat).prompt
-        if whole.startswith(prompt) and reply in whole[len(prompt) :]:
-            rest = whole[len(prompt) :]
+    def sample_tokens(self, messages: list[Message], reply: str) -> tuple[list[int], list[int]]:
+        """The prompt's tokens and the tokens the model should generate after them to give
+        `reply`, up to and including the template's end of turn (for training)."""
+        chat: Any = messages
+        prompt = self._prompt(messages=chat).prompt
+        whole = self._whole(messages=[*chat, {"role": "assistant", "content": reply}]).prompt
+        rest = whole[len(prompt) :] if whole.startswith(prompt) else ""
+        if reply in rest:
             end = rest.index(reply) + len(reply)
             # The reply, then the template's end-of-turn marker (up to the line break after).
             tail = rest[end:].split("\n", 1)[0]
-            return self._tokens(rest[:end] + tail)
-        return [*self._tokens(reply), int(self._llm.token_eos())]
+            return self._tokens(prompt), self._tokens(rest[:end] + tail)
+        return self._tokens(prompt), [*self._tokens(reply), int(self._llm.token_eos())]
 
 
 class _Model:

@@ -70,8 +70,7 @@ def encode(trajectories: Sequence[dict[str, Any]], chat: Any, max_tokens: int) -
     encoded = Encoded()
     for t in trajectories:
         for step in t["steps"]:
-            prompt = chat.prompt_tokens(step["messages"])
-            reply = chat.reply_tokens(step["messages"], step["target"])
+            prompt, reply = chat.sample_tokens(step["messages"], step["target"])
             if len(prompt) + len(reply) > max_tokens:
                 encoded.skipped += 1
                 continue

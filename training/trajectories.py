@@ -18,6 +18,7 @@ Reasons and analyses come from a teacher model when one is given and its choices
 from __future__ import annotations
 
 import json
+import random
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -27,7 +28,7 @@ from typing import Any
 
 from core.settings import PipelineSettings
 from generation import prompts
-from generation.benchmark.datasets import BenchQuestion, BenchSet, load_benchmark
+from generation.benchmark.datasets import BenchQuestion, BenchSet, _cap, load_benchmark
 from generation.benchmark.scoring import contains_gold, normalize_answer
 from generation.generator import Generator, Message
 from generation.prompts import Passage
@@ -408,13 +409,9 @@ def training_set(
     ]
     dropped = len(bench.questions) - len(kept)
     bench.questions = kept[:limit]
-    needed = {d for q in bench.questions for d in q.gold_docs}
-    others = sorted(set(bench.documents) - needed - excluded_docs)
-    import random
-
-    rng = random.Random(seed)  # noqa: S311 - seeded sampling, not security
-    distractors = rng.sample(others, min(len(others), max(0, max_documents - len(needed))))
-    bench.documents = {d: bench.documents[d] for d in sorted(needed | set(distractors))}
+    bench.documents = {d: t for d, t in bench.documents.items() if d not in excluded_docs}
+    if len(bench.documents) > max_documents:
+        _cap(bench, max_documents, random.Random(seed))  # noqa: S311 - seeded sampling
     return bench, dropped
 
 
