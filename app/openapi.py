@@ -28,7 +28,8 @@ _STATUS_TEXT = {
     401: "No API key, or an unknown or revoked one.",
     403: "The key lacks the role this route needs (admin).",
     404: "The collection, document or job does not exist.",
-    409: "Conflict: the name is taken, or a migration is running.",
+    409: "Conflict: the name is taken, a migration is running, or the adapter is for another "
+    "base model.",
     413: "Upload too large (a file, or too many files in one request).",
     415: "No file in the upload has a supported type.",
     422: "Validation failed: the message names each field and what is wrong with it.",

@@ -386,6 +386,25 @@ class QueryResponse(BaseModel):
 class AdapterOut(BaseModel):
     name: str = Field(description="The adapter's name (a query's `adapter`).")
     base_model: str = Field(description="The model it adapts.")
+    source: Literal["registered", "bundled", "generator"] = Field(
+        description="registered: rag adapters add or POST /admin/v1/adapters; bundled: a "
+        "folder under the adapters directory; generator: loaded by the generator itself (e.g. "
+        "vLLM --lora-modules)."
+    )
+    loaded: bool = Field(description="Whether the generator has loaded it (else: on first use).")
+    data: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="The trajectory sets it was trained on (dataset, split, counts, prompt "
+        "version, teacher), from its manifest.",
+    )
+    training: dict[str, Any] = Field(
+        default_factory=dict,
+        description="How it was trained (stages, optimizer steps, samples, seconds), from its "
+        "manifest.",
+    )
+    eval: dict[str, Any] = Field(
+        default_factory=dict, description="Benchmark scores recorded in its manifest."
+    )
 
 
 class AdapterList(BaseModel):

@@ -11,6 +11,7 @@ from core import repository
 from core.db import Database
 from core.migrate import upgrade
 from core.settings import Settings
+from generation.adapters import AdapterRegistry
 from generation.generator import Generator, UnavailableGenerator, make_generator
 from generation.query_cache import QueryCache, make_cache
 from generation.query_service import QueryService
@@ -38,6 +39,8 @@ class Services:
     queries: QueryService
     # BM25 indexes per collection (the lexical half of hybrid retrieval).
     lexical: Bm25Store
+    # LoRA adapters: registrations and bundled folders, loaded into the generator on use.
+    adapters: AdapterRegistry
     _stop: threading.Event = field(default_factory=threading.Event)
     _snapshots: threading.Thread | None = None
 
@@ -63,9 +66,20 @@ class Services:
         generator = generator or start_generator(settings)
         cache = make_cache(settings.redis.url, settings.cache)
         pipeline = SelfReasoningPipeline(generator, searcher, db, settings.generation.pipeline)
-        queries = QueryService(pipeline, cache, db, settings.generation.pipeline)
+        adapters = AdapterRegistry(db, generator, settings.generation.adapters_dir)
+        queries = QueryService(pipeline, cache, db, settings.generation.pipeline, adapters)
         services = cls(
-            settings, db, embedders, indexes, searcher, queue, generator, cache, queries, lexical
+            settings,
+            db,
+            embedders,
+            indexes,
+            searcher,
+            queue,
+            generator,
+            cache,
+            queries,
+            lexical,
+            adapters,
         )
         if settings.embedded_worker:
             # The in-process worker thread shares this process's database and loaded model.

@@ -22,6 +22,8 @@ HTTP_STATUS: dict[str, int] = {
     "migration_running": 409,
     "embedder_active": 409,
     "no_previous_embedder": 409,
+    # The adapter was trained for another base model than the one served.
+    "adapter_base_mismatch": 409,
     "file_too_large": 413,
     "unsupported_media_type": 415,
     "validation_error": 422,

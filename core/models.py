@@ -193,3 +193,17 @@ class ApiKey(Base):
     secret_sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+
+
+class LoraAdapter(Base):
+    """A registered LoRA adapter (`rag adapters add`, POST /admin/v1/adapters): where it is
+    and its manifest (base model, training data and steps, eval scores). Generators load it on
+    first use, so a registration survives restarts and reaches every API process."""
+
+    __tablename__ = "adapters"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    base_model: Mapped[str] = mapped_column(String(256))
+    path: Mapped[str] = mapped_column(Text)
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -173,6 +173,14 @@ class GenerationSettings(BaseModel):
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
     llamacpp: LlamaCppSettings = Field(default_factory=LlamaCppSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    # Adapter folders (adapter.json) under here are served without a registration when their
+    # base model is the one served, e.g. the shipped adapters/; empty: none.
+    adapters_dir: Path | None = Path("adapters")
+
+    @field_validator("adapters_dir", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
 
 class CacheSettings(BaseModel):

@@ -70,6 +70,12 @@ class Generator(Protocol):
         """The base model's name."""
         ...
 
+    @property
+    def adapter_format(self) -> str:
+        """What register_adapter loads: "gguf" (a GGUF LoRA file, llama.cpp) or "peft" (a PEFT
+        folder on the generator's host, vLLM)."""
+        ...
+
     async def generate(
         self,
         messages: list[Message],
@@ -108,6 +114,8 @@ def make_generator(settings: GenerationSettings) -> Generator:
 
 class UnavailableGenerator:
     """Stands in when the configured backend could not start: every call says why (503)."""
+
+    adapter_format = "gguf"
 
     def __init__(self, model: str, reason: str) -> None:
         self._model = model

@@ -169,6 +169,22 @@ class _Model:
         )
 
 
+def load_lora(settings: LlamaCppSettings, base: Path, path: str) -> _Model:
+    """The base model with the GGUF LoRA at `path` applied. A wrong path, a file that is no
+    LoRA GGUF or one made for another architecture is the caller's mistake (RagError
+    bad_request), never a 500."""
+    if not Path(path).is_file():
+        raise RagError("bad_request", f"adapter file not found: {path}")
+    with open(path, "rb") as file:
+        # llama.cpp accepts a LoRA path that is no GGUF at all without complaint.
+        if file.read(4) != b"GGUF":
+            raise RagError("bad_request", f"{path} is not a GGUF file")
+    try:
+        return _Model(settings, base, path)
+    except (GeneratorUnavailable, ValueError, RuntimeError, OSError) as exc:
+        raise RagError("bad_request", f"cannot load {path} as a LoRA adapter: {exc}") from exc
+
+
 def _common_prefix(a: list[int], b: list[int]) -> int:
     n = 0
     for x, y in zip(a, b, strict=False):
@@ -200,6 +216,8 @@ def preflight(settings: LlamaCppSettings) -> ResolvedModel:
 
 
 class LlamaCppGenerator:
+    adapter_format = "gguf"
+
     def __init__(self, settings: LlamaCppSettings) -> None:
         self._settings = settings
         try:
@@ -208,6 +226,9 @@ class LlamaCppGenerator:
             raise GeneratorUnavailable(str(exc)) from exc
         self._path = resolved.path
         self._name = resolved.name
+        # What an adapter's manifest may call this base: the display and the catalog name.
+        catalog = [resolved.catalog.name] if resolved.catalog else []
+        self.names = frozenset({resolved.name, *catalog})
         self._base = _Model(settings, self._path, None)
         self._adapters: dict[str, _Model] = {}
         self._adapter_paths: dict[str, str] = {}
@@ -252,19 +273,9 @@ class LlamaCppGenerator:
         return [Adapter(name, self.model) for name in sorted(self._adapters)]
 
     async def register_adapter(self, name: str, path: str) -> Adapter:
-        """Load a GGUF LoRA adapter on top of the base model (a second model instance)."""
-        # A wrong path or a file that is not a LoRA GGUF is the caller's mistake (400), not the
-        # generator being unavailable (503), and must never surface as a 500.
-        if not Path(path).is_file():
-            raise RagError("bad_request", f"adapter file not found: {path}")
-        with open(path, "rb") as file:
-            # llama.cpp accepts a LoRA path that is no GGUF at all without complaint.
-            if file.read(4) != b"GGUF":
-                raise RagError("bad_request", f"{path} is not a GGUF file")
-        try:
-            model = await asyncio.to_thread(_Model, self._settings, self._path, path)
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise RagError("bad_request", f"cannot load {path} as a LoRA adapter: {exc}") from exc
+        """Load a GGUF LoRA adapter on top of the base model: a second Llama over the same
+        (memory-mapped) weights, kept for every later request that names the adapter."""
+        model = await asyncio.to_thread(load_lora, self._settings, self._path, path)
         self._adapters[name] = model
         self._adapter_paths[name] = path
         return Adapter(name, self.model)

@@ -28,6 +28,8 @@ _ADAPTER_LIST_TTL_S = 10.0
 
 
 class OpenAIGenerator:
+    adapter_format = "peft"
+
     def __init__(self, settings: OpenAISettings) -> None:
         self._settings = settings
         headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}

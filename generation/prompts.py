@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from core.settings import PipelineSettings
 from generation.generator import Message
 from retrieval.chunker import Sentence, split_sentences
 from retrieval.search import Hit
@@ -203,6 +204,51 @@ def analysis_schema(analysis_chars: int, answer_chars: int) -> dict[str, Any]:
         "required": ["analysis", "answer"],
         "additionalProperties": False,
     }
+
+
+@dataclass(frozen=True)
+class StepRequest:
+    """One reasoning step as the pipeline sends it, and as a training trajectory records it:
+    serving (generation/self_reasoning.py) and training (training/trajectories.py) build their
+    steps only through the three functions below, so both see the same prompts."""
+
+    step: str
+    messages: list[Message]
+    schema: dict[str, Any]
+    max_tokens: int
+
+
+def relevance_request(
+    system: Message, question: str, passages: list[Passage], s: PipelineSettings
+) -> StepRequest:
+    return StepRequest(
+        "relevance",
+        relevance_messages(system, question, passages),
+        relevance_schema(passages, s.reason_max_chars),
+        s.max_tokens_relevance,
+    )
+
+
+def evidence_request(
+    system: Message, question: str, relevant: list[Passage], s: PipelineSettings
+) -> StepRequest:
+    return StepRequest(
+        "evidence",
+        evidence_messages(system, question, relevant, s.max_evidence),
+        evidence_schema(relevant, s.max_evidence, s.reason_max_chars),
+        s.max_tokens_evidence,
+    )
+
+
+def analysis_request(
+    system: Message, question: str, quotes: list[str], s: PipelineSettings
+) -> StepRequest:
+    return StepRequest(
+        "analysis",
+        analysis_messages(system, question, quotes),
+        analysis_schema(s.analysis_max_chars, s.answer_max_chars),
+        s.max_tokens_analysis,
+    )
 
 
 def single_pass_messages(system: Message, question: str, max_items: int) -> list[Message]:

@@ -12,7 +12,7 @@ from core import repository
 from core.db import Database
 from core.metrics import GENERATOR_TOKENS, QUERY_CACHE_REQUESTS, QUERY_STEP_SECONDS
 from core.settings import PipelineSettings
-from generation.generator import AdapterNotFound
+from generation.adapters import AdapterRegistry
 from generation.query_cache import QueryCache, cache_key
 from generation.self_reasoning import Event, QueryOptions, SelfReasoningPipeline
 
@@ -34,8 +34,10 @@ class QueryService:
         cache: QueryCache,
         db: Database,
         settings: PipelineSettings,
+        adapters: AdapterRegistry,
     ) -> None:
         self._pipeline = pipeline
+        self._adapters = adapters
         self._cache = cache
         self._db = db
         self._settings = settings
@@ -50,13 +52,13 @@ class QueryService:
         """Fail early (unknown collection or adapter, as RagError), compute the cache key and
         look it up — the collection read and the cache read in one trip to a thread."""
         started = time.perf_counter()
+        model = self._pipeline.generator.model
         if options.adapter is not None:
-            served = [a.name for a in await self._pipeline.generator.adapters()]
-            if options.adapter not in served:
-                raise AdapterNotFound(options.adapter, served)
-        return await asyncio.to_thread(self._prepare, options, started)
+            # Loaded on first use from its registration or bundled folder.
+            model = await self._adapters.ensure(options.adapter)
+        return await asyncio.to_thread(self._prepare, options, model, started)
 
-    def _prepare(self, options: QueryOptions, started: float) -> PreparedQuery:
+    def _prepare(self, options: QueryOptions, model: str, started: float) -> PreparedQuery:
         with self._db.session() as session:
             collection_id, version, embedder = repository.collection_state(
                 session, options.collection
@@ -69,7 +71,7 @@ class QueryService:
             collection_id=collection_id,
             index_version=version,
             embedder=embedder,
-            model=options.adapter or self._pipeline.generator.model,
+            model=model,  # the base model, or which adapter (name, path, manifest date)
             mode=options.mode,
             top_k=options.top_k,
             retrieval=options.retrieval,

@@ -24,7 +24,7 @@ from core.db import Database
 from core.errors import RagError
 from core.settings import PipelineSettings, RetrievalMode
 from generation import prompts
-from generation.generator import Completion, Generator, GeneratorUnavailable, Message
+from generation.generator import Completion, Generator, GeneratorUnavailable
 from generation.grounding import grounded_analysis, grounded_answer, is_supported
 from generation.prompts import Passage
 from generation.steps import (
@@ -200,10 +200,7 @@ class SelfReasoningPipeline:
         system = prompts.system_message(options.question, passages)
 
         judged = await self._structured(
-            "relevance",
-            prompts.relevance_messages(system, options.question, passages),
-            prompts.relevance_schema(passages, s.reason_max_chars),
-            s.max_tokens_relevance,
+            prompts.relevance_request(system, options.question, passages, s),
             options.adapter,
             run,
             lambda data: parse_relevance(data, passages, s.reason_max_chars),
@@ -217,10 +214,7 @@ class SelfReasoningPipeline:
             return
 
         evidence = await self._structured(
-            "evidence",
-            prompts.evidence_messages(system, options.question, relevant, s.max_evidence),
-            prompts.evidence_schema(relevant, s.max_evidence, s.reason_max_chars),
-            s.max_tokens_evidence,
+            prompts.evidence_request(system, options.question, relevant, s),
             options.adapter,
             run,
             lambda data: parse_evidence(data, relevant, s.max_evidence, s.reason_max_chars),
@@ -234,10 +228,7 @@ class SelfReasoningPipeline:
         yield "evidence", {"evidence": [asdict(e) for e in evidence]}
 
         analysis, answer = await self._structured(
-            "analysis",
-            prompts.analysis_messages(system, options.question, [e.quote for e in evidence]),
-            prompts.analysis_schema(s.analysis_max_chars, s.answer_max_chars),
-            s.max_tokens_analysis,
+            prompts.analysis_request(system, options.question, [e.quote for e in evidence], s),
             options.adapter,
             run,
             lambda data: parse_analysis(data, s.analysis_max_chars, s.answer_max_chars),
@@ -267,16 +258,18 @@ class SelfReasoningPipeline:
             return judged, evidence, analysis, answer
 
         judged, evidence, analysis, answer = await self._structured(
-            "trajectory",
-            prompts.single_pass_messages(system, options.question, s.max_evidence),
-            prompts.single_pass_schema(
-                passages,
-                s.max_evidence,
-                s.reason_max_chars,
-                s.analysis_max_chars,
-                s.answer_max_chars,
+            prompts.StepRequest(
+                "trajectory",
+                prompts.single_pass_messages(system, options.question, s.max_evidence),
+                prompts.single_pass_schema(
+                    passages,
+                    s.max_evidence,
+                    s.reason_max_chars,
+                    s.analysis_max_chars,
+                    s.answer_max_chars,
+                ),
+                s.max_tokens_relevance + s.max_tokens_evidence + s.max_tokens_analysis,
             ),
-            s.max_tokens_relevance + s.max_tokens_evidence + s.max_tokens_analysis,
             options.adapter,
             run,
             parse,
@@ -309,10 +302,12 @@ class SelfReasoningPipeline:
             return clip(data["answer"], self._settings.answer_max_chars), cited
 
         answer, evidence = await self._structured(
-            "answer",
-            prompts.one_call_messages(system, options.question),
-            prompts.one_call_schema(passages, self._settings.answer_max_chars),
-            self._settings.max_tokens_analysis,
+            prompts.StepRequest(
+                "answer",
+                prompts.one_call_messages(system, options.question),
+                prompts.one_call_schema(passages, self._settings.answer_max_chars),
+                self._settings.max_tokens_analysis,
+            ),
             options.adapter,
             run,
             parse,
@@ -342,10 +337,12 @@ class SelfReasoningPipeline:
         """An answer from the model alone, with no documents (cites nothing)."""
         limit = self._settings.answer_max_chars
         return await self._structured(
-            "answer",
-            prompts.closed_book_messages(options.question),
-            prompts.answer_schema(limit),
-            self._settings.max_tokens_analysis,
+            prompts.StepRequest(
+                "answer",
+                prompts.closed_book_messages(options.question),
+                prompts.answer_schema(limit),
+                self._settings.max_tokens_analysis,
+            ),
             options.adapter,
             run,
             lambda data: parse_answer(data, limit),
@@ -446,15 +443,18 @@ class SelfReasoningPipeline:
 
     async def _structured(
         self,
-        step: str,
-        messages: list[Message],
-        schema: dict[str, Any],
-        max_tokens: int,
+        request: prompts.StepRequest,
         adapter: str | None,
         run: _Run,
         parse: Callable[[Any], T],
     ) -> T:
         """Generate, parse and validate one step; one repair attempt when the reply is bad."""
+        step, messages, schema, max_tokens = (
+            request.step,
+            request.messages,
+            request.schema,
+            request.max_tokens,
+        )
         completion = await self._generator.generate(
             messages, schema=schema, max_tokens=max_tokens, adapter=adapter
         )

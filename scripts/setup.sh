@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv in the checkout and install the service (and, with "test", the test tools).
+# Create .venv in the checkout and install the service (and, with "test", the test tools and the train extra its training tests need).
 # torch is pinned in pyproject.toml so pip takes the CPU build instead of a CUDA download.
 #
 # One stamp per extra set: .venv/.installed-base (the service) and .venv/.installed-test (the
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 set_name="base"
 spec="."
-[ "${1:-}" = "test" ] && set_name="test" && spec=".[test]"
+[ "${1:-}" = "test" ] && set_name="test" && spec=".[test,train]"
 
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv

@@ -21,6 +21,8 @@ MODELS_DIR = REPO / "models"
 # The test command installs both (scripts/test.sh).
 os.environ.setdefault("RAG_GENERATION__LLAMACPP__MODEL", SMALL_MODEL)
 os.environ.setdefault("RAG_GENERATION__LLAMACPP__MODELS_DIR", str(MODELS_DIR))
+# The shipped adapters (adapters/) are for the small model; tests that want them say so.
+os.environ.setdefault("RAG_GENERATION__ADAPTERS_DIR", "")
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ llama.cpp's own tokenizer and chat template for the ids (the `train` extra)."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,13 +22,10 @@ class Base:
     def name(self) -> str:
         return self.resolved.name
 
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    @property
+    def catalog_name(self) -> str:
+        """The catalog name (what RAG_GENERATION__LLAMACPP__MODEL takes), else the name."""
+        return self.resolved.catalog.name if self.resolved.catalog else self.resolved.name
 
 
 def load_base(model: str, models_dir: Path, device: str = "cpu") -> Base:

@@ -19,10 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from generation.adapters import ADAPTER_FORMAT, MANIFEST
+
 LLAMA_CPP_PYTHON = "0.3.36"  # the pinned llama-cpp-python (pyproject.toml)
 _VENDOR = f"llama_cpp_python-{LLAMA_CPP_PYTHON}/vendor/llama.cpp/"
 _WANTED = ("convert_lora_to_gguf.py", "convert_hf_to_gguf.py", "conversion/", "gguf-py/")
-ADAPTER_FORMAT = "rag-adapter/1"
 
 
 class ExportError(RuntimeError):
@@ -82,13 +83,22 @@ def converter() -> Path:
 
 
 def export_peft(model: Any, folder: Path, base_model: str) -> Path:
-    """adapter_config.json + adapter_model.safetensors, what vLLM requires."""
+    """adapter_config.json + adapter_model.safetensors, what vLLM requires; the weights in
+    float16 (half the size; vLLM casts adapters to the served dtype anyway)."""
     model.save_pretrained(str(folder))
+    to_float16(folder / "adapter_model.safetensors")
     config_file = folder / "adapter_config.json"
     config = json.loads(config_file.read_text())
     config["base_model_name_or_path"] = base_model
     config_file.write_text(json.dumps(config, indent=2) + "\n")
     return folder
+
+
+def to_float16(weights: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    tensors = {name: t.half().contiguous() for name, t in load_file(str(weights)).items()}
+    save_file(tensors, str(weights), metadata={"format": "pt"})
 
 
 def export_gguf(peft_dir: Path, base_config: Any, out_file: Path) -> Path:
@@ -98,6 +108,12 @@ def export_gguf(peft_dir: Path, base_config: Any, out_file: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="rag-base-config-") as tmp:
         config = base_config.to_dict()
         config.pop("quantization_config", None)
+        if not config.get("architectures"):
+            # A config made from a GGUF names no architecture; the converter picks its tensor
+            # mapping by it (e.g. LlamaForCausalLM for SmolLM2, Qwen2ForCausalLM for Qwen2.5).
+            from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+            config["architectures"] = [MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[config["model_type"]]]
         (Path(tmp) / "config.json").write_text(json.dumps(config, indent=2))
         done = subprocess.run(  # noqa: S603 - our interpreter, fixed arguments, no shell
             [
@@ -108,7 +124,7 @@ def export_gguf(peft_dir: Path, base_config: Any, out_file: Path) -> Path:
                 "--outfile",
                 str(out_file),
                 "--outtype",
-                "f32",
+                "f16",
                 str(peft_dir),
             ],
             capture_output=True,
@@ -140,5 +156,5 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
         **manifest,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    (folder / "adapter.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

@@ -184,56 +184,13 @@ def _template_analysis(quotes: list[str], limit: int) -> str:
 # Building ----------------------------------------------------------------------------------
 
 
-@dataclass
-class _Request:
-    """One step as the pipeline sends it."""
-
-    step: str
-    messages: list[Message]
-    schema: dict[str, Any]
-    max_tokens: int
-
-
-def _relevance_request(
-    system: Message, q: BenchQuestion, passages: list[Passage], s: PipelineSettings
-) -> _Request:
-    return _Request(
-        "relevance",
-        prompts.relevance_messages(system, q.question, passages),
-        prompts.relevance_schema(passages, s.reason_max_chars),
-        s.max_tokens_relevance,
-    )
-
-
-def _evidence_request(
-    system: Message, q: BenchQuestion, relevant: list[Passage], s: PipelineSettings
-) -> _Request:
-    return _Request(
-        "evidence",
-        prompts.evidence_messages(system, q.question, relevant, s.max_evidence),
-        prompts.evidence_schema(relevant, s.max_evidence, s.reason_max_chars),
-        s.max_tokens_evidence,
-    )
-
-
-def _analysis_request(
-    system: Message, q: BenchQuestion, quotes: list[str], s: PipelineSettings
-) -> _Request:
-    return _Request(
-        "analysis",
-        prompts.analysis_messages(system, q.question, quotes),
-        prompts.analysis_schema(s.analysis_max_chars, s.answer_max_chars),
-        s.max_tokens_analysis,
-    )
-
-
-def _step(request: _Request, target: dict[str, Any]) -> Step:
+def _step(request: prompts.StepRequest, target: dict[str, Any]) -> Step:
     return Step(
         request.step, request.messages, request.schema, _compact(target), request.max_tokens
     )
 
 
-Teacher = Callable[[_Request], Any]  # a request -> the teacher's parsed JSON reply
+Teacher = Callable[[prompts.StepRequest], Any]  # a request -> the teacher's parsed JSON reply
 
 
 def build_trajectory(
@@ -255,7 +212,7 @@ def build_trajectory(
             return Trajectory(q.id, q.question, list(q.answers), answerable, "teacher", taught)
     steps = [
         _step(
-            _relevance_request(system, q, passages, s),
+            prompts.relevance_request(system, q.question, passages, s),
             {
                 f"document_{p.number}": {
                     "reason": _relevance_reason(p, q, r, s.reason_max_chars),
@@ -272,7 +229,7 @@ def build_trajectory(
         }
         steps.append(
             _step(
-                _evidence_request(system, q, relevant, s),
+                prompts.evidence_request(system, q.question, relevant, s),
                 {
                     "evidence": [
                         {
@@ -287,7 +244,7 @@ def build_trajectory(
         quotes = [by_id[sid] for sid in gold.evidence]
         steps.append(
             _step(
-                _analysis_request(system, q, quotes, s),
+                prompts.analysis_request(system, q.question, quotes, s),
                 {
                     "analysis": _template_analysis(quotes, s.analysis_max_chars),
                     "answer": gold.answer,
@@ -309,7 +266,7 @@ def _from_teacher(
 ) -> list[Step] | None:
     """The teacher's steps when every choice agrees with gold, else None (then: templates)."""
     try:
-        request = _relevance_request(system, q, passages, s)
+        request = prompts.relevance_request(system, q.question, passages, s)
         data = teacher(request)
         judged = parse_relevance(data, passages, s.reason_max_chars)
         if [j.relevant for j in judged] != gold.relevant:
@@ -326,7 +283,7 @@ def _from_teacher(
         if not gold.evidence:
             return steps
         relevant = [p for p, r in zip(passages, gold.relevant, strict=True) if r]
-        request = _evidence_request(system, q, relevant, s)
+        request = prompts.evidence_request(system, q.question, relevant, s)
         evidence = parse_evidence(teacher(request), relevant, s.max_evidence, s.reason_max_chars)
         if not {e.sentence for e in evidence} & set(gold.evidence):
             return None
@@ -336,7 +293,7 @@ def _from_teacher(
                 {"evidence": [{"sentence": e.sentence, "reason": e.reason} for e in evidence]},
             )
         )
-        request = _analysis_request(system, q, [e.quote for e in evidence], s)
+        request = prompts.analysis_request(system, q.question, [e.quote for e in evidence], s)
         analysis, answer = parse_analysis(
             teacher(request), s.analysis_max_chars, s.answer_max_chars
         )
@@ -433,7 +390,7 @@ def hits_from_json(items: Iterable[dict[str, Any]]) -> list[Hit]:
 def generator_teacher(generator: Generator, run: Callable[[Any], Any]) -> Teacher:
     """A teacher that runs `generator` on each request (`run` drives the coroutine)."""
 
-    def ask(request: _Request) -> Any:
+    def ask(request: prompts.StepRequest) -> Any:
         completion = run(
             generator.generate(
                 request.messages, schema=request.schema, max_tokens=request.max_tokens

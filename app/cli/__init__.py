@@ -2,7 +2,8 @@
 
 One module per command group: server.py (processes and the database), documents.py (client
 commands against a running service), bench.py (quality runs: bench, eval), keys.py (API keys),
-models.py (the offline model catalog), train.py (trajectories and adapters); http.py
+models.py (the offline model catalog), train.py (trajectories and adapters), adapters.py
+(the adapter registry); http.py
 holds what the client commands share.
 """
 
@@ -14,6 +15,7 @@ import sys
 import typer
 
 from app.cli import bench, documents, server
+from app.cli.adapters import adapters
 from app.cli.keys import keys
 from app.cli.models import models
 from app.cli.train import train
@@ -21,6 +23,7 @@ from app.cli.train import train
 cli = typer.Typer(
     help="Retrieval-augmented generation service with self-reasoning.", no_args_is_help=True
 )
+cli.add_typer(adapters, name="adapters")
 cli.add_typer(keys, name="keys")
 cli.add_typer(models, name="models")
 cli.add_typer(train, name="train")

@@ -69,6 +69,13 @@ def bench(
         str | None, typer.Option(help="Retrieval per request (dense, hybrid, ...), if supported.")
     ] = None,
     output: OutputOption = None,
+    record_eval: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also store the summary in this adapter folder's adapter.json (eval), "
+            "keyed by dataset, split, size and seed."
+        ),
+    ] = None,
 ) -> None:
     """Ingest a public QA set into a fresh collection, ask every question in every mode, and
     report accuracy, EM/F1, citation precision, abstention, latency and where answers were lost.
@@ -94,7 +101,16 @@ def bench(
     if split == "benchmark":
         typer.echo("benchmark split: report these figures, do not tune on them", err=True)
     extra = {"retrieval": retrieval} if retrieval else {}
-    run_benchmark(bench_set, modes, top_k, against, key, model, output, extra)
+    if record_eval is not None and not (record_eval / "adapter.json").is_file():
+        typer.echo(f"--record-eval: {record_eval} has no adapter.json", err=True)
+        raise typer.Exit(2)
+    report = run_benchmark(bench_set, modes, top_k, against, key, model, output, extra)
+    if record_eval is not None:
+        from generation.adapters import record_eval as record
+
+        name = f"{bench_set.name}/{split}/n{len(bench_set.questions)}/seed{seed}"
+        record(record_eval, name, report)
+        typer.echo(f"recorded {name} in {record_eval / 'adapter.json'}", err=True)
 
 
 def evaluate(

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 keys = typer.Typer(help="Create, list and revoke API keys (stored hashed in the database).")
 
 
-def _database() -> Database:
+def open_database() -> Database:
+    """The configured database, migrated first when auto_migrate is on (also rag adapters)."""
     from core.db import Database
     from core.migrate import upgrade
     from core.settings import get_settings
@@ -37,7 +38,7 @@ def create(
     if role not in ApiKeyRole.ALL:
         typer.echo(f"--role must be one of: {', '.join(ApiKeyRole.ALL)}", err=True)
         raise typer.Exit(2)
-    db = _database()
+    db = open_database()
     try:
         with db.session() as session:
             row, key = api_keys.create_api_key(session, role, name)
@@ -53,7 +54,7 @@ def list_keys() -> None:
     """Every key's id, role, name and state (never the key itself)."""
     from core import api_keys
 
-    db = _database()
+    db = open_database()
     try:
         with db.session() as session:
             rows = [
@@ -75,7 +76,7 @@ def revoke(key_id: str) -> None:
     from core import api_keys
     from core.errors import RagError
 
-    db = _database()
+    db = open_database()
     try:
         with db.session() as session:
             api_keys.revoke_api_key(session, key_id)

@@ -4,6 +4,7 @@ them (training/ holds the code; the trainer needs the `train` extra)."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import uuid
 from pathlib import Path
 from typing import Annotated, Any
@@ -179,8 +180,9 @@ def adapter(
     try:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+        from generation.model_install import file_sha256
         from training import export
-        from training.base_model import file_sha256, load_base
+        from training.base_model import load_base
         from training.lora import TARGET_MODULES, TrainOptions
         from training.lora import train as train_lora
         from training.trajectories import read
@@ -217,13 +219,21 @@ def adapter(
         TextColumn("{task.completed}/{task.total} samples"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns) as bar:
+    logged = not sys.stderr.isatty()  # no live bar in a log file: a line every 10 samples
+    with Progress(*columns, disable=logged) as bar:
         task = bar.add_task("training", total=None)
 
-        def progress(stage: int, done: int, total: int, loss: float, _seconds: float) -> None:
+        def progress(stage: int, done: int, total: int, loss: float, seconds: float) -> None:
             bar.update(
                 task, completed=done, total=total, description=f"stage {stage} loss {loss:.3f}"
             )
+            if logged and (done % 10 == 0 or done == total):
+                left = seconds / done * (total - done) if done else 0.0
+                typer.echo(
+                    f"stage {stage}: {done}/{total} samples, loss {loss:.3f}, "
+                    f"{seconds:.0f} s, about {left / 60:.0f} min left",
+                    err=True,
+                )
 
         try:
             model, summary = train_lora(
@@ -234,7 +244,7 @@ def adapter(
             raise typer.Exit(2) from exc
     typer.echo("exporting the PEFT folder and the GGUF LoRA", err=True)
     try:
-        export.export_peft(model, out / "peft", trainable.name)
+        export.export_peft(model, out / "peft", trainable.catalog_name)
         export.export_gguf(out / "peft", trainable.model.config, out / "adapter.gguf")
         if export_base is not None:
             export.export_base(trainable, export_base)
@@ -245,7 +255,8 @@ def adapter(
         out,
         {
             "name": out.name,
-            "base_model": trainable.name,
+            # The catalog name (usable as RAG_GENERATION__LLAMACPP__MODEL) when it is one.
+            "base_model": trainable.catalog_name,
             "base_sha256": file_sha256(trainable.resolved.path),
             "gguf": "adapter.gguf",
             "peft": "peft",

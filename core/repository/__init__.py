@@ -1,9 +1,16 @@
 """Queries. Routes and tasks call these; nothing else writes SQL.
 
-One module per aggregate: collections, jobs (uploads and ingest jobs), documents (and chunks),
-embeddings (index data), migrations (embedder migrations). Callers use `repository.name`.
+One module per aggregate: adapters (LoRA adapters), collections, jobs (uploads and ingest jobs),
+documents (and chunks), embeddings (index data), migrations (embedder migrations). Callers use
+`repository.name`.
 """
 
+from core.repository.adapters import (
+    delete_adapter,
+    find_adapter,
+    list_adapters,
+    put_adapter,
+)
 from core.repository.collections import (
     bump_index_version,
     collection_counts,
@@ -81,6 +88,7 @@ __all__ = [
     "count_embeddings",
     "count_missing_embeddings",
     "create_collection",
+    "delete_adapter",
     "create_ingest_job",
     "create_migration_job",
     "delete_collection",
@@ -88,6 +96,7 @@ __all__ = [
     "document_texts",
     "embedding_ids",
     "embedding_vectors",
+    "find_adapter",
     "get_collection",
     "get_document",
     "get_job",
@@ -95,6 +104,7 @@ __all__ = [
     "insert_embeddings",
     "job_errors",
     "job_files",
+    "list_adapters",
     "list_jobs",
     "list_collections",
     "list_documents",
@@ -107,6 +117,7 @@ __all__ = [
     "max_chunk_id",
     "missing_embedding_ids",
     "prune_embeddings",
+    "put_adapter",
     "refresh_ingest_job",
     "set_retrieval",
     "store_chunks",

@@ -32,6 +32,7 @@ class SchemaFollowingGenerator:
     takes seconds each, and what is under test is the HTTP surface, not the model."""
 
     model = "schema-following-fake"
+    adapter_format = "gguf"
 
     async def generate(
         self,

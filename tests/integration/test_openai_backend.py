@@ -98,7 +98,11 @@ def test_openai_backend_answers_and_routes_adapters(
     settings = openai_settings(pg_settings, llama_server.url, tmp_path)
     client = make_client(settings, OpenAIGenerator(settings.generation.openai))
     assert client.get("/readyz").json()["checks"]["generator"] == "ok"
-    assert client.get("/v1/adapters").json() == {"adapters": [{"name": TUNED, "base_model": BASE}]}
+    # Loaded by the server itself (--lora on llama.cpp's server, --lora-modules on vLLM).
+    served = client.get("/v1/adapters").json()["adapters"]
+    assert [(a["name"], a["base_model"], a["source"], a["loaded"]) for a in served] == [
+        (TUNED, BASE, "generator", True)
+    ]
 
     name = ingest(client, corpus, BIOS)
     base = ask(client, name, "What does BIOS stand for?", top_k=2)

@@ -186,6 +186,7 @@ class ScriptedGenerator:
     stands in for a model (or server) that does."""
 
     model = "scripted"
+    adapter_format = "gguf"
 
     def __init__(self, replies: list[str]) -> None:
         self.replies = list(replies)

@@ -37,7 +37,7 @@ def setup(root: Path, *args: str) -> list[str]:
 
 def test_each_set_installs_once_and_test_covers_base(tmp_path: Path) -> None:
     root = checkout(tmp_path)
-    assert setup(root, "test") == ["-m pip install --quiet -e .[test]"]
+    assert setup(root, "test") == ["-m pip install --quiet -e .[test,train]"]
     assert setup(root) == [], "run.sh after test.sh: the test set includes the base set"
     assert setup(root, "test") == []
 
@@ -46,7 +46,7 @@ def test_base_alone_then_test_installs_the_test_tools(tmp_path: Path) -> None:
     root = checkout(tmp_path)
     assert setup(root) == ["-m pip install --quiet -e ."]
     assert setup(root) == []
-    assert setup(root, "test") == ["-m pip install --quiet -e .[test]"]
+    assert setup(root, "test") == ["-m pip install --quiet -e .[test,train]"]
 
 
 def test_a_changed_pyproject_reinstalls(tmp_path: Path) -> None:
@@ -56,4 +56,4 @@ def test_a_changed_pyproject_reinstalls(tmp_path: Path) -> None:
         os.utime(stamp, (2_000_000, 2_000_000))
     os.utime(root / "pyproject.toml", (3_000_000, 3_000_000))
     assert setup(root) == ["-m pip install --quiet -e ."]
-    assert setup(root, "test") == ["-m pip install --quiet -e .[test]"]
+    assert setup(root, "test") == ["-m pip install --quiet -e .[test,train]"]
