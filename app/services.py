@@ -56,7 +56,9 @@ class Services:
         if settings.database.auto_migrate:
             upgrade(settings)
         embedders = embedders or EmbedderPool(settings.embedder)
-        embedders.get(settings.embedder.default)  # load the model now, not on the first request
+        # Load the models now, not on the first request.
+        embedders.get(settings.embedder.default)
+        embedders.for_queries(settings.embedder.default)
         indexes = IndexStore(db, settings.index, settings.index_dir)
         lexical = Bm25Store(db, settings.retrieval.bm25, settings.index_dir / "bm25")
         # A deleted collection's BM25 index and snapshot go with its FAISS ones.
@@ -135,6 +137,7 @@ class Services:
         for collection_id, embedder in targets:
             try:
                 self.embedders.get(embedder)
+                self.embedders.for_queries(embedder)
                 self.indexes.refresh(collection_id, embedder)
             except Exception:
                 log.exception("warming %s for collection %s failed", embedder, collection_id)

@@ -125,15 +125,8 @@ def check_base(source: AdapterSource, served: Collection[str], served_file: Path
     )
 
 
-def served_names(generator: Generator) -> frozenset[str]:
-    """The names the served model goes by: the embedded backend's catalog and display names
-    (LlamaCppGenerator.names), or a remote generator's model name."""
-    return frozenset(getattr(generator, "names", ()) or (generator.model,))
-
-
 def _check_served(source: AdapterSource, generator: Generator) -> None:
-    # The embedded backend knows its model file (LlamaCppGenerator.path); a remote one does not.
-    check_base(source, served_names(generator), getattr(generator, "path", None))
+    check_base(source, generator.base_names, generator.base_file)
 
 
 def record_eval(folder: Path, key: str, report: dict[str, Any]) -> None:
@@ -181,6 +174,40 @@ def discover(folder: Path) -> dict[str, AdapterSource]:
         except RagError as exc:
             log.warning("skipping adapter folder %s: %s", child, exc.message)
     return found
+
+
+def registered_rows(db: Database) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """(name, base_model, path, manifest) of every registration."""
+    with db.session() as session:
+        return [
+            (r.name, r.base_model, r.path, dict(r.manifest or {}))
+            for r in repository.list_adapters(session)
+        ]
+
+
+def merge_listing(
+    rows: list[tuple[str, str, str, dict[str, Any]]],
+    bundled: dict[str, AdapterSource],
+    base_names: Collection[str],
+    base_model: str,
+    served: dict[str, Adapter],
+) -> list[AdapterInfo]:
+    """What GET /v1/adapters and `rag adapters list` show, by name: registrations (`rows`),
+    the bundled folders whose manifest fits the served base (`base_names`), and what the
+    generator serves besides (`served`, empty where no generator is running)."""
+    shown: dict[str, AdapterInfo] = {}
+    for name, source in bundled.items():
+        if source.base_model is None or source.base_model in base_names:
+            base = source.base_model or base_model
+            shown[name] = AdapterInfo(
+                name, base, source.path, "bundled", name in served, source.manifest
+            )
+    for name, base, path, manifest in rows:
+        shown[name] = AdapterInfo(name, base, path, "registered", name in served, manifest)
+    for name, adapter in served.items():
+        if name not in shown:
+            shown[name] = AdapterInfo(name, adapter.base_model, None, "generator", True)
+    return [shown[name] for name in sorted(shown)]
 
 
 def _identity(name: str, source: AdapterSource) -> str:
@@ -256,27 +283,9 @@ class AdapterRegistry:
         generator serves, by name."""
         served = await self._served()
         rows = await asyncio.to_thread(self._rows)
-        shown: dict[str, AdapterInfo] = {}
-        for name, source in self._bundled.items():
-            if source.base_model is None or source.base_model in served_names(self._generator):
-                shown[name] = AdapterInfo(
-                    name,
-                    source.base_model or self._generator.model,
-                    source.path,
-                    "bundled",
-                    name in served,
-                    source.manifest,
-                )
-        for name, base, path, manifest in rows:
-            shown[name] = AdapterInfo(name, base, path, "registered", name in served, manifest)
-        for name, adapter in served.items():
-            if name not in shown:
-                shown[name] = AdapterInfo(name, adapter.base_model, None, "generator", True)
-        return [shown[name] for name in sorted(shown)]
+        return merge_listing(
+            rows, self._bundled, self._generator.base_names, self._generator.model, served
+        )
 
     def _rows(self) -> list[tuple[str, str, str, dict[str, Any]]]:
-        with self._db.session() as session:
-            return [
-                (r.name, r.base_model, r.path, dict(r.manifest or {}))
-                for r in repository.list_adapters(session)
-            ]
+        return registered_rows(self._db)

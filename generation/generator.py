@@ -8,6 +8,7 @@ and imports the heavy backend only in its branch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from core.errors import RagError
@@ -71,6 +72,17 @@ class Generator(Protocol):
         ...
 
     @property
+    def base_names(self) -> frozenset[str]:
+        """The names an adapter's manifest may give the served base model: its model name, and
+        for the embedded backend its catalog name as well."""
+        ...
+
+    @property
+    def base_file(self) -> Path | None:
+        """The served model file when it is on this host (the embedded backend), else None."""
+        ...
+
+    @property
     def adapter_format(self) -> str:
         """What register_adapter loads: "gguf" (a GGUF LoRA file, llama.cpp) or "peft" (a PEFT
         folder on the generator's host, vLLM)."""
@@ -124,6 +136,12 @@ class UnavailableGenerator:
     @property
     def model(self) -> str:
         return self._model
+
+    @property
+    def base_names(self) -> frozenset[str]:
+        return frozenset({self._model})
+
+    base_file = None
 
     async def generate(
         self,

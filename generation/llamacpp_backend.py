@@ -228,7 +228,7 @@ class LlamaCppGenerator:
         self._name = resolved.name
         # What an adapter's manifest may call this base: the display and the catalog name.
         catalog = [resolved.catalog.name] if resolved.catalog else []
-        self.names = frozenset({resolved.name, *catalog})
+        self._names = frozenset({resolved.name, *catalog})
         self._base = _Model(settings, self._path, None)
         self._adapters: dict[str, _Model] = {}
         self._adapter_paths: dict[str, str] = {}
@@ -238,7 +238,11 @@ class LlamaCppGenerator:
         return self._name
 
     @property
-    def path(self) -> Path:
+    def base_names(self) -> frozenset[str]:
+        return self._names
+
+    @property
+    def base_file(self) -> Path:
         return self._path
 
     async def generate(

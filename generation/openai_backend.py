@@ -47,6 +47,12 @@ class OpenAIGenerator:
     def model(self) -> str:
         return self._model or "unknown"
 
+    @property
+    def base_names(self) -> frozenset[str]:
+        return frozenset({self.model})
+
+    base_file = None  # on the server's host, not this one
+
     async def generate(
         self,
         messages: list[Message],

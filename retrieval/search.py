@@ -105,6 +105,6 @@ class Searcher:
         index = self._indexes.get(collection_id, embedder_id, version)
         if index is None or len(index) == 0:
             return []
-        vector = self._embedders.get(embedder_id).embed_query(query)
+        vector = self._embedders.for_queries(embedder_id).embed_query(query)
         scores, ids = index.search(vector, depth)
         return [(int(i), float(s)) for s, i in zip(scores, ids, strict=True) if i >= 0]

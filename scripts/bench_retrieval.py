@@ -10,6 +10,9 @@ across documents); then every question is searched in every variant through the 
 Searcher (FAISS and BM25 kept in step with the database as in the API), and a hit counts when
 a top-k chunk comes from a gold document.
 
+Dense and hybrid run twice: questions encoded by the int8 twin (the default on CPU) and by the
+torch model the documents were embedded with (`RAG_EMBEDDER__QUERY_ENCODER=same`).
+
 - SQuAD v1.1 train half: every paragraph of the 24 articles is a document; a sample of
   questions, gold = the question's paragraph.
 - HotpotQA train part (distractor): a sample of examples, their 10 paragraphs each (title line
@@ -47,6 +50,7 @@ from core import repository  # noqa: E402
 from core.settings import RetrievalSettings, Settings  # noqa: E402
 from generation.generator import UnavailableGenerator  # noqa: E402
 from retrieval.chunker import chunk_text  # noqa: E402
+from retrieval.embedders import EmbedderPool  # noqa: E402
 from retrieval.parsing import detect_media_type, extract_text  # noqa: E402
 from retrieval.search import Searcher  # noqa: E402
 
@@ -82,12 +86,16 @@ class Variant:
     mode: str
     rrf_k: int = 60
     candidates: int = 20
+    # Questions encoded by the int8 twin (auto, the default) or the collection's torch embedder.
+    query_encoder: str = "auto"
 
 
 VARIANTS = [
     Variant("dense", "dense"),
+    Variant("dense, torch query encoder", "dense", query_encoder="same"),
     Variant("lexical (BM25)", "lexical"),
     Variant("hybrid (RRF k=60, 20 candidates)", "hybrid"),
+    Variant("hybrid, torch query encoder", "hybrid", query_encoder="same"),
     Variant("hybrid (RRF k=60, 50 candidates)", "hybrid", 60, 50),
     Variant("hybrid (RRF k=20, 20 candidates)", "hybrid", 20, 20),
 ]
@@ -207,9 +215,14 @@ def ingest(services: Services, collection: str, documents: dict[str, str]) -> tu
 
 def searcher_for(services: Services, variant: Variant) -> Searcher:
     retrieval = RetrievalSettings(rrf_k=variant.rrf_k, candidates=variant.candidates)
+    embedders = services.embedders
+    if variant.query_encoder != services.settings.embedder.query_encoder:
+        embedders = EmbedderPool(
+            services.settings.embedder.model_copy(update={"query_encoder": variant.query_encoder})
+        )
     return Searcher(
         services.db,
-        services.embedders,
+        embedders,
         services.indexes,
         services.lexical,
         services.settings.index,

@@ -1,19 +1,25 @@
 """`/v1/search` latency over HTTP at 100k chunks, deployment mode (Postgres + broker settings).
 
     .venv/bin/python scripts/bench_search.py [--chunks 100000] [--queries 300] [--no-flat]
+        [--chunks 3000]  # a small collection
 
 A fresh database gets one collection of synthetic documents whose chunks carry real corpus text
 but random L2-normalized vectors (dim 384), plus the real chunks of a few corpus documents
-embedded with the real model, so the questions about those documents have a true answer. The
-API runs as a uvicorn subprocess with default index settings (IVF past 50k vectors); next to it
-run the same API with OMP_NUM_THREADS=1 (--no-one-thread skips it) and with RAG_INDEX__KIND=flat
-(--no-flat skips it). Each is started in turn: readiness, then the first search, which waits for
-the index build (reported, next to an explicit rebuild through the admin route at the end), then
-20 warm-up searches. The timed queries then go sequentially, each to every API through its own
-keep-alive client and to `embed_query` in this process (default threads and one thread), in a
-shuffled order per query, so the shared machine's drifting load hits every variant alike;
-/healthz gives the HTTP floor. The flat run gives the IVF results' overlap with exact search.
-Prints a Markdown table and writes bench-results/*.json.
+embedded with the real model (torch, as the workers embed), so the questions about those
+documents have a true answer. The API runs as a uvicorn subprocess with default settings (IVF
+past 50k vectors, questions encoded by the int8 twin and batched across concurrent searches);
+next to it run the same API with the torch query encoder (RAG_EMBEDDER__QUERY_ENCODER=same),
+without query batching, with a 2 ms batching window, optionally with OMP_NUM_THREADS=1
+(--one-thread), and with RAG_INDEX__KIND=flat (--no-flat skips it). Each is started in turn:
+readiness, then the first search, which waits for the index build (reported, next to an
+explicit rebuild through the admin route at the end), then 20 warm-up searches. The timed
+queries then go sequentially, each to every API through its own keep-alive client and to
+`embed_query` in this process (torch and int8), in a shuffled order per query, so the shared
+machine's drifting load hits every variant alike; /healthz gives the HTTP floor. Then the
+queries go `--concurrency` at a time to each API in alternating rounds: searches/s batched vs
+not. The flat run gives the IVF results' overlap with exact search, and "answer found" shows
+the twin's questions find what the torch ones find. Prints Markdown tables and writes
+bench-results/*.json.
 """
 
 from __future__ import annotations
@@ -228,6 +234,7 @@ class Variant:
 
     label: str
     env: dict[str, str] = field(default_factory=dict)
+    encoder: Any = None  # the in-process query encoder timed (api is None)
     api: Service | None = None
     client: httpx.Client | None = None
     info: dict[str, Any] = field(default_factory=dict)
@@ -264,35 +271,72 @@ def start_variant(
         search(variant.client, query, top_k)
 
 
-def run_interleaved(
-    variants: list[Variant], embedder: Any, queries: list[str], top_k: int, seed: int
-) -> None:
+def run_interleaved(variants: list[Variant], queries: list[str], top_k: int, seed: int) -> None:
     """Each query goes to every variant in a shuffled order, so drifting load hits all alike."""
-    import torch
-
-    default_threads = torch.get_num_threads()
     rng = random.Random(seed)
     order = list(variants)
+    for query in queries:
+        rng.shuffle(order)
+        for variant in order:
+            if variant.client is None:
+                started = time.perf_counter()
+                variant.encoder.embed_query(query)
+                variant.ms.append((time.perf_counter() - started) * 1000)
+            else:
+                ms, hits = search(variant.client, query, top_k)
+                variant.ms.append(ms)
+                variant.hits.append(hits)
+        for variant in order:
+            if variant.client is not None:
+                started = time.perf_counter()
+                checked(variant.client.get("/healthz"))
+                variant.health_ms.append((time.perf_counter() - started) * 1000)
+
+
+def run_concurrent(
+    variants: list[Variant], queries: list[str], top_k: int, concurrency: int, rounds: int
+) -> dict[str, dict[str, float]]:
+    """Searches `concurrency` at a time (each thread its own client), round by round over the
+    variants in turn, so drifting load hits all alike: searches/s and latency per variant."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    per_round = max(concurrency, len(queries) // rounds)
+    seconds = {v.label: 0.0 for v in variants}
+    latencies: dict[str, list[float]] = {v.label: [] for v in variants}
+    clients = {
+        v.label: [httpx.Client(base_url=str(v.client.base_url)) for _ in range(concurrency)]
+        for v in variants
+        if v.client is not None
+    }
+
+    def one(args: tuple[httpx.Client, str]) -> float:
+        return search(args[0], args[1], top_k)[0]
+
     try:
-        for query in queries:
-            rng.shuffle(order)
-            for variant in order:
-                if variant.client is None:
-                    torch.set_num_threads(1 if "1 thread" in variant.label else default_threads)
+        with ThreadPoolExecutor(concurrency) as threads:
+            for r in range(rounds):
+                batch = queries[(r * per_round) % len(queries) :][:per_round]
+                for v in variants if r % 2 == 0 else variants[::-1]:
+                    pool = clients[v.label]
                     started = time.perf_counter()
-                    embedder.embed_query(query)
-                    variant.ms.append((time.perf_counter() - started) * 1000)
-                else:
-                    ms, hits = search(variant.client, query, top_k)
-                    variant.ms.append(ms)
-                    variant.hits.append(hits)
-            for variant in order:
-                if variant.client is not None:
-                    started = time.perf_counter()
-                    checked(variant.client.get("/healthz"))
-                    variant.health_ms.append((time.perf_counter() - started) * 1000)
+                    ms = list(
+                        threads.map(one, [(pool[i % concurrency], q) for i, q in enumerate(batch)])
+                    )
+                    seconds[v.label] += time.perf_counter() - started
+                    latencies[v.label] += ms
     finally:
-        torch.set_num_threads(default_threads)
+        for pool in clients.values():
+            for client in pool:
+                client.close()
+    return {
+        label: {
+            "searches": len(latencies[label]),
+            "per_s": round(len(latencies[label]) / seconds[label], 1),
+            "p50_ms": round(percentile(latencies[label], 50), 1),
+            "p95_ms": round(percentile(latencies[label], 95), 1),
+        }
+        for label in seconds
+    }
 
 
 def rebuild(variant: Variant) -> None:
@@ -343,16 +387,15 @@ def main() -> int:
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--no-flat", dest="flat", action="store_false", help="skip exact run")
     parser.add_argument(
-        "--no-one-thread",
-        dest="one_thread",
-        action="store_false",
-        help="skip the run with OMP_NUM_THREADS=1 for the API",
+        "--one-thread", action="store_true", help="add a run with OMP_NUM_THREADS=1 for the API"
     )
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--concurrent-rounds", type=int, default=6)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
 
     from core.settings import EmbedderSettings
-    from retrieval.embedders import load_embedder
+    from retrieval.embedders import QUERY_TWINS, load_embedder
 
     documents = load_real_documents(args.corpus)
     by_name = {d.filename: d for d in documents}
@@ -362,17 +405,28 @@ def main() -> int:
     questions_with_answer = [q for q in questions if q.doc in answered]
     warmup, timed = build_queries(questions, documents, args.queries, args.warmup, args.seed)
 
-    embedder = load_embedder(EMBEDDER, EmbedderSettings())
+    embedder = load_embedder(EMBEDDER, EmbedderSettings())  # torch, as the workers embed
     real_vectors = embedder.embed_documents([s[3] for d in real for s in d.spans])
+    twin = load_embedder(QUERY_TWINS[EMBEDDER], EmbedderSettings())
     for query in warmup:
         embedder.embed_query(query)
+        twin.embed_query(query)
 
     from core.settings import IndexSettings
     from retrieval.faiss_index import choose_kind
 
     kind = choose_kind(IndexSettings(), args.chunks)
-    encoders = [Variant("embed_query in-process"), Variant("embed_query in-process, 1 thread")]
-    apis = [Variant(f"{kind} (default)")]
+    encoders = [
+        Variant("embed_query in-process, torch", encoder=embedder),
+        Variant("embed_query in-process, int8 twin", encoder=twin),
+    ]
+    # The default: int8 twin for queries, batching with no window.
+    apis = [
+        Variant(f"{kind} (default)"),
+        Variant("torch query encoder", {"RAG_EMBEDDER__QUERY_ENCODER": "same"}),
+        Variant("no query batching", {"RAG_EMBEDDER__QUERY_BATCH_MAX": "1"}),
+        Variant("batch window 2 ms", {"RAG_EMBEDDER__QUERY_BATCH_WINDOW_MS": "2"}),
+    ]
     if args.one_thread:
         apis.append(Variant(f"{kind}, 1 thread", {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}))
     if args.flat and kind != "flat":
@@ -398,7 +452,15 @@ def main() -> int:
                 )
                 start_variant(variant, procs, Path(tmp), warmup, args.top_k)
             log(f"{len(timed)} queries, each to {len(apis)} APIs and the in-process encoder")
-            run_interleaved(apis + encoders, embedder, timed, args.top_k, args.seed)
+            run_interleaved(apis + encoders, timed, args.top_k, args.seed)
+            log(f"{args.concurrency} concurrent searches, {args.concurrent_rounds} rounds")
+            results["concurrent"] = run_concurrent(
+                [v for v in apis if v.label != "flat"],
+                timed,
+                args.top_k,
+                args.concurrency,
+                args.concurrent_rounds,
+            )
             for variant in apis:
                 rebuild(variant)
         except Exception:
@@ -415,7 +477,7 @@ def main() -> int:
     rows = []
     for v in apis:
         found, asked = answer_rate(v.hits, timed, questions_with_answer)
-        encoder = encoders[1] if "1 thread" in v.label else encoders[0]
+        encoder = encoders[0] if "torch" in v.label else encoders[1]
         v.info.update(
             search=latency_summary(v.ms),
             healthz=latency_summary(v.health_ms),
@@ -454,6 +516,18 @@ def main() -> int:
     print(
         f"\nAll runs interleaved query by query. DB load {data['load_s']} s; "
         f"{data['real_chunks']} real chunks answer {len(questions_with_answer)} questions."
+    )
+    print(f"\n### {args.concurrency} concurrent searches\n")
+    conc = results["concurrent"]
+    base = conc["no query batching"]["per_s"]
+    print(
+        markdown_table(
+            ["run", "searches/s", "vs no batching", "p50 ms", "p95 ms"],
+            [
+                [label, c["per_s"], f"{c['per_s'] / base:.2f}x", c["p50_ms"], c["p95_ms"]]
+                for label, c in conc.items()
+            ],
+        )
     )
     p50 = apis[0].info["search"]["p50_ms"]
     verdict = "met" if p50 <= TARGET_P50_MS else "NOT met"

@@ -99,6 +99,7 @@ def to_float16(weights: Path) -> None:
 
     tensors = {name: t.half().contiguous() for name, t in load_file(str(weights)).items()}
     save_file(tensors, str(weights), metadata={"format": "pt"})
+    weights.chmod(0o644)  # readable by the serving user, like the rest of the folder
 
 
 def export_gguf(peft_dir: Path, base_config: Any, out_file: Path) -> Path:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -78,59 +78,43 @@ def add(
     typer.echo(f"registered {name} ({source.base_model or served[0]}) at {path}")
 
 
-def _row(row: Any) -> dict[str, Any]:
-    manifest = row.manifest or {}
-    return {
-        "name": row.name,
-        "base_model": row.base_model,
-        "path": row.path,
-        "created_at": row.created_at.isoformat(),
-        "training": manifest.get("training") or {},
-        "eval": manifest.get("eval") or {},
-    }
-
-
 @adapters.command("list")
 def list_(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
-    """Registered adapters and the bundled ones (under generation.adapters_dir)."""
+    """Registered adapters and the bundled ones for the configured base model (under
+    generation.adapters_dir), as GET /v1/adapters lists them."""
     from app.cli.keys import open_database
-    from core import repository
     from core.settings import get_settings
-    from generation.adapters import discover
+    from generation.adapters import discover, merge_listing, registered_rows
+    from generation.local_models import ModelConfigError
 
     settings = get_settings()
+    folder = settings.generation.adapters_dir
+    bundled = discover(folder) if folder is not None else {}
+    try:
+        names, _ = _served_base(settings)
+    except ModelConfigError:  # the base is not installed here: show every bundled adapter
+        names = [s.base_model for s in bundled.values() if s.base_model]
     db = open_database()
     try:
-        with db.session() as session:
-            rows = [_row(r) for r in repository.list_adapters(session)]
+        rows = registered_rows(db)
     finally:
         db.dispose()
-    for item in rows:
-        item["source"] = "registered"
-    registered = {r["name"] for r in rows}
-    folder = settings.generation.adapters_dir
-    for name, source in (discover(folder) if folder is not None else {}).items():
-        if name not in registered:
-            manifest = source.manifest
-            rows.append(
-                {
-                    "name": name,
-                    "base_model": source.base_model or "",
-                    "path": source.path,
-                    "source": "bundled",
-                    "training": manifest.get("training") or {},
-                    "eval": manifest.get("eval") or {},
-                }
-            )
-    rows.sort(key=lambda r: r["name"])
-    for item in rows:
+    for info in merge_listing(rows, bundled, names, names[0] if names else "", {}):
         if as_json:
+            item = {
+                "name": info.name,
+                "base_model": info.base_model,
+                "path": info.path,
+                "source": info.source,
+                "data": info.manifest.get("trajectories") or [],
+                "training": info.manifest.get("training") or {},
+                "eval": info.manifest.get("eval") or {},
+            }
             typer.echo(json.dumps(item))
         else:
-            name, base, source = item["name"], item["base_model"], item["source"]
-            typer.echo(f"{name:<28} {base:<32} {source:<10} {item['path']}")
+            typer.echo(f"{info.name:<28} {info.base_model:<32} {info.source:<10} {info.path}")
 
 
 @adapters.command("remove")

@@ -33,6 +33,11 @@ class SchemaFollowingGenerator:
 
     model = "schema-following-fake"
     adapter_format = "gguf"
+    base_file = None
+
+    @property
+    def base_names(self) -> frozenset[str]:
+        return frozenset({self.model})
 
     async def generate(
         self,

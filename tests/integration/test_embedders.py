@@ -34,3 +34,61 @@ def test_int8_onnx_embedder_keeps_input_order_across_batches(embedders: Embedder
     one_by_one = np.stack([onnx_model.embed_documents([t])[0] for t in texts[:10]])
     np.testing.assert_allclose(together[:10], one_by_one, atol=1e-4)
     assert onnx_model.embed_documents([]).shape == (0, 384)
+
+
+def test_questions_use_the_int8_twin_on_cpu_unless_told_otherwise(
+    embedders: EmbedderPool,
+) -> None:
+    from core.settings import EmbedderSettings
+
+    twin = EmbedderPool(EmbedderSettings(device="cpu"))
+    same = EmbedderPool(EmbedderSettings(device="cpu", query_encoder="same"))
+    assert twin.for_queries(DEFAULT_EMBEDDER).id == MINILM_INT8
+    assert same.for_queries(DEFAULT_EMBEDDER).id == DEFAULT_EMBEDDER
+    # No twin for the int8 model itself.
+    assert twin.for_queries(MINILM_INT8).id == MINILM_INT8
+
+    # Twin questions find what torch questions find in a torch-embedded corpus.
+    documents = embedders.get(DEFAULT_EMBEDDER).embed_documents(TEXTS)
+    encoder = twin.for_queries(DEFAULT_EMBEDDER)
+    for question, expected in [("What does BIOS stand for?", 0), ("How does mail move?", 1)]:
+        assert int(np.argmax(documents @ encoder.embed_query(question))) == expected
+
+
+def test_concurrent_questions_are_encoded_in_batches_with_the_same_vectors() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from core.settings import EmbedderSettings
+    from retrieval.query_batching import QueryBatcher
+
+    pool = EmbedderPool(EmbedderSettings(device="cpu", query_batch_window_ms=50))
+    batcher = pool.for_queries(DEFAULT_EMBEDDER)
+    assert isinstance(batcher, QueryBatcher)
+    questions = [f"question {i}: what does {w} mean?" for i, w in enumerate("abcdefghijklmnop")]
+    alone = np.stack([pool.get(MINILM_INT8).embed_query(q) for q in questions])
+
+    with ThreadPoolExecutor(16) as threads:
+        together = np.stack(list(threads.map(batcher.embed_query, questions)))
+
+    np.testing.assert_allclose(together, alone, atol=1e-4)
+    assert sum(batcher.batch_sizes) == len(questions)
+    # The 50 ms window gathers the burst: far fewer passes than questions.
+    assert len(batcher.batch_sizes) < len(questions) // 2
+
+    # A failing encoder fails each waiting request with its error, and the batcher recovers.
+    class Broken(Exception):
+        pass
+
+    def fail(texts: object) -> np.ndarray:
+        raise Broken("encoder down")
+
+    real = batcher._embedder.embed_queries  # noqa: SLF001 - swapped for one call
+    batcher._embedder.embed_queries = fail  # type: ignore[method-assign]  # noqa: SLF001
+    try:
+        with ThreadPoolExecutor(4) as threads:
+            futures = [threads.submit(batcher.embed_query, q) for q in questions[:4]]
+            errors = [f.exception() for f in futures]
+    finally:
+        batcher._embedder.embed_queries = real  # type: ignore[method-assign]  # noqa: SLF001
+    assert all(isinstance(e, Broken) for e in errors)
+    np.testing.assert_allclose(batcher.embed_query(questions[0]), alone[0], atol=1e-4)

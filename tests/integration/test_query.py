@@ -187,6 +187,11 @@ class ScriptedGenerator:
 
     model = "scripted"
     adapter_format = "gguf"
+    base_file = None
+
+    @property
+    def base_names(self) -> frozenset[str]:
+        return frozenset({self.model})
 
     def __init__(self, replies: list[str]) -> None:
         self.replies = list(replies)
