@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy.orm import Session
+
 from core import repository
 from core.db import Database
 from core.settings import IndexSettings, RetrievalMode, RetrievalSettings
@@ -36,6 +38,25 @@ class SearchResult:
     embedder: str
     # The retrieval mode that produced the hits: dense, lexical or hybrid.
     retrieval: str = "dense"
+
+
+def hydrate(session: Session, ranked: list[tuple[int, float]], top_k: int, batch: int) -> list[Hit]:
+    """The first top_k ranked chunks that still exist, read `batch` ids at a time. The ranking
+    is deeper than top_k (the fusion depth, overfetch for deletions the index has not caught up
+    with), but its head is usually enough, so the texts of the rest are never fetched."""
+    step = max(batch, top_k, 1)
+    hits: list[Hit] = []
+    for start in range(0, len(ranked), step):
+        head = ranked[start : start + step]
+        rows = repository.chunk_rows(session, [i for i, _ in head])
+        hits += [
+            Hit(row.chunk_id, row.document_id, row.filename, row.text, score, row.start, row.end)
+            for chunk_id, score in head
+            if (row := rows.get(chunk_id)) is not None
+        ]
+        if len(hits) >= top_k:
+            break
+    return hits[:top_k]
 
 
 class Searcher:
@@ -89,14 +110,11 @@ class Searcher:
             ranked = reciprocal_rank_fusion(
                 [[i for i, _ in r] for r in rankings], self._retrieval.rrf_k
             )
+        # A connection is taken only now, not while the question is encoded (batched encodes
+        # wait for each other; holding connections then would drain the pool).
         with self._db.session() as session:
-            rows = repository.chunk_rows(session, [i for i, _ in ranked])
-        hits = [
-            Hit(row.chunk_id, row.document_id, row.filename, row.text, score, row.start, row.end)
-            for chunk_id, score in ranked
-            if (row := rows.get(chunk_id)) is not None
-        ]
-        return SearchResult(hits[:top_k], version, embedder_id, mode)
+            hits = hydrate(session, ranked, top_k, overfetch)
+        return SearchResult(hits, version, embedder_id, mode)
 
     def _dense(
         self, collection_id: str, embedder_id: str, version: int, query: str, depth: int
