@@ -29,6 +29,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import anyio
 from sqlalchemy.exc import DBAPIError
@@ -107,23 +108,30 @@ class AuthGuard:
     def close(self) -> None:
         self.limiter.close()
 
-    def keys_exist(self) -> bool:
+    def keys_exist(self, blocking: bool = True) -> bool | None:
+        """Whether any key exists; None when that needs a database read and `blocking` is off."""
         now = time.monotonic()
         cached = self._keys_exist
         if cached is not None and now - cached[0] < self._ttl:
             return cached[1]
+        if not blocking:
+            return None
         with self._db.session() as session:
             exist = api_keys.key_count(session) > 0
         self._keys_exist = (now, exist)
         return exist
 
-    def principal(self, token: str) -> Principal | None:
+    def principal(self, token: str, blocking: bool = True) -> Principal | None | Literal[False]:
+        """The key's principal, None for an invalid or revoked key; False when that needs a
+        database read and `blocking` is off."""
         digest = hashlib.sha256(token.encode()).hexdigest()
         now = time.monotonic()
         with self._lock:
             cached = self._lookups.get(digest)
         if cached is not None and now - cached[0] < self._ttl:
             return cached[1]
+        if not blocking:
+            return False
         with self._db.session() as session:
             principal = api_keys.authenticate(session, token)
         with self._lock:
@@ -134,7 +142,23 @@ class AuthGuard:
 
     def check(self, path: str, authorization: str | None) -> Verdict:
         """Decide one request (blocking: may query the database and Redis)."""
-        if is_open(path) or not self.keys_exist():
+        verdict = self._decide(path, authorization, blocking=True)
+        # A blocking decision always ends in a verdict; None would be a bug: fail closed.
+        return verdict or Verdict(error=RagError("unauthorized", "the API key was not checked"))
+
+    def check_in_memory(self, path: str, authorization: str | None) -> Verdict | None:
+        """The verdict when this process's caches decide it (an open path, open mode, or a key
+        looked up within the cache TTL under an in-process or no rate limit), so the request
+        needs no trip to a thread; None when the database or Redis must be asked."""
+        return self._decide(path, authorization, blocking=False)
+
+    def _decide(self, path: str, authorization: str | None, blocking: bool) -> Verdict | None:
+        if is_open(path):
+            return Verdict()
+        exist = self.keys_exist(blocking)
+        if exist is None:
+            return None
+        if not exist:
             return Verdict()
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -143,7 +167,9 @@ class AuthGuard:
                     "unauthorized", "an API key is required: `Authorization: Bearer <key>`"
                 )
             )
-        principal = self.principal(token.strip())
+        principal = self.principal(token.strip(), blocking)
+        if principal is False:
+            return None
         if principal is None:
             return Verdict(error=RagError("unauthorized", "the API key is invalid or revoked"))
         role = required_role(path)
@@ -156,6 +182,8 @@ class AuthGuard:
             )
         limit = self._limits.get(principal.role, 0)
         if limit > 0:
+            if not blocking and not self.limiter.in_process:
+                return None
             decision = self.limiter.hit(f"key:{principal.key_id}", limit)
             if not decision.allowed:
                 return Verdict(
@@ -186,7 +214,13 @@ class AuthMiddleware:
         else:
             header = _header(scope, b"authorization")
             try:
-                verdict = await anyio.to_thread.run_sync(guard.check, scope["path"], header)
+                # Most requests are decided from the caches; only the rest pay a thread hop.
+                cached = guard.check_in_memory(scope["path"], header)
+                verdict = (
+                    cached
+                    if cached is not None
+                    else await anyio.to_thread.run_sync(guard.check, scope["path"], header)
+                )
             except DBAPIError as exc:
                 log.warning("cannot check the API key: %s", exc.__class__.__name__)
                 verdict = Verdict(

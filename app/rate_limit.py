@@ -43,6 +43,10 @@ class Decision:
 
 
 class RateLimiter(Protocol):
+    # True when hit() is in-memory work (no network): the auth guard may call it on the event
+    # loop instead of a worker thread.
+    in_process: bool
+
     def hit(self, bucket: str, limit: int) -> Decision:
         """Count one request against `bucket`; `limit` requests per window are allowed."""
         ...
@@ -52,6 +56,8 @@ class RateLimiter(Protocol):
 
 class MemoryRateLimiter:
     """One process's counters: the embedded default, which has no Redis."""
+
+    in_process = True
 
     def __init__(self, window_s: int = WINDOW_S) -> None:
         self._window_s = window_s
@@ -77,6 +83,8 @@ class MemoryRateLimiter:
 
 class RedisRateLimiter:
     """Counters in Redis, shared by every API replica."""
+
+    in_process = False
 
     def __init__(self, url: str, window_s: int = WINDOW_S) -> None:
         import redis

@@ -286,3 +286,30 @@ def test_serve_refuses_a_public_address_without_keys(tmp_path: Path) -> None:
     assert process.returncode == 2
     assert "refusing to serve on 0.0.0.0 without API keys" in stderr
     assert "rag keys create" in stderr
+
+
+def test_cached_decisions_are_made_without_a_thread(
+    settings: Settings, make_client: Callable[..., TestClient]
+) -> None:
+    """What the caches decide is answered on the event loop (check_in_memory); the rest goes to
+    the blocking check. Both must agree."""
+    key = create_key(settings, "query")
+    client = make_client(settings.model_copy(update={"auth": AuthSettings(cache_ttl_s=60)}))
+    guard: AuthGuard = client.app.state.auth  # type: ignore[attr-defined]
+    assert guard.check_in_memory("/healthz", None) is not None, "open paths need nothing"
+    assert client.get("/v1/collections", headers=bearer(key)).status_code == 200
+    cached = guard.check_in_memory("/v1/collections", f"Bearer {key}")
+    assert cached is not None and cached.error is None and cached.principal is not None
+    assert cached == guard.check("/v1/collections", f"Bearer {key}")
+    refused = guard.check_in_memory("/admin/v1/jobs", f"Bearer {key}")
+    assert refused is not None and refused.error is not None
+    assert refused.error.code == "forbidden"
+    missing = guard.check_in_memory("/v1/collections", None)
+    assert missing is not None and missing.error is not None
+    assert missing.error.code == "unauthorized" == guard.check("/v1/collections", None).error.code
+    unknown = key[:-1] + ("A" if key[-1] != "A" else "B")
+    assert guard.check_in_memory("/v1/collections", f"Bearer {unknown}") is None, "not looked up"
+    assert client.get("/v1/collections", headers=bearer(unknown)).status_code == 401
+    looked_up = guard.check_in_memory("/v1/collections", f"Bearer {unknown}")
+    assert looked_up is not None and looked_up.error is not None
+    assert looked_up.error.code == "unauthorized"
