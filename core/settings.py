@@ -55,8 +55,8 @@ class EmbedderSettings(BaseModel):
     # Chunks per embedder-migration batch task (the unit of work shared between workers).
     migration_batch: int = 256
     # Query encoding. auto: where a faster encoder of the same model is installed, queries
-    # use it on CPU: the int8 ONNX export of all-MiniLM-L6-v2 encodes a question ~4x faster
-    # than torch, its vectors at cosine >= 0.99 to torch's, recall@5 unchanged on the dev
+    # use it on CPU: the int8 ONNX export of all-MiniLM-L6-v2 encodes a question 2-13x faster
+    # than torch, its vectors at cosine >= 0.99 to torch's, recall@5 within 1 point on the dev
     # sets (docs/performance.md). same: queries use the collection's embedder itself.
     query_encoder: Literal["auto", "same"] = "auto"
     # Query batching across concurrent searches: questions that arrive while one batch is

@@ -5,8 +5,8 @@ the query encoder lets the first question of a burst wait a short window (embedd
 query_batch_window_ms), then encodes every question that arrived meanwhile in one call: one
 pass of the model over a small batch costs far less than that many passes of one question each.
 A question that arrives while a batch is being encoded waits for the next one; when the thread
-that encoded a batch has its own answer and questions are still waiting, the oldest of them
-takes over, so no request serves others indefinitely.
+that encoded a batch has its own answer and questions are still waiting, one of them takes
+over, so no request serves others indefinitely.
 """
 
 from __future__ import annotations
@@ -53,8 +53,10 @@ class QueryBatcher:
         self._cond = threading.Condition()
         self._pending: list[_Pending] = []
         self._busy = False
-        # How many questions each encoded batch held (the benchmark reports it).
-        self.batch_sizes: list[int] = []
+        # Encoded batches and the questions they held, since start (counters: a long-running
+        # server must not keep one entry per batch).
+        self.batches = 0
+        self.questions = 0
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         return self._embedder.embed_documents(texts)
@@ -97,7 +99,8 @@ class QueryBatcher:
             ]
         else:
             outcome = [(v, None) for v in vectors]
-            self.batch_sizes.append(len(batch))
+            self.batches += 1
+            self.questions += len(batch)
         with self._cond:
             for p, (vector, error) in zip(batch, outcome, strict=True):
                 p.vector, p.error = vector, error

@@ -86,6 +86,9 @@ def export_peft(model: Any, folder: Path, base_model: str) -> Path:
     """adapter_config.json + adapter_model.safetensors, what vLLM requires; the weights in
     float16 (half the size; vLLM casts adapters to the served dtype anyway)."""
     model.save_pretrained(str(folder))
+    # peft writes an empty model-card template naming the base by its folder; adapter.json is
+    # the adapter's real description.
+    (folder / "README.md").unlink(missing_ok=True)
     to_float16(folder / "adapter_model.safetensors")
     config_file = folder / "adapter_config.json"
     config = json.loads(config_file.read_text())

@@ -71,9 +71,9 @@ def test_concurrent_questions_are_encoded_in_batches_with_the_same_vectors() -> 
         together = np.stack(list(threads.map(batcher.embed_query, questions)))
 
     np.testing.assert_allclose(together, alone, atol=1e-4)
-    assert sum(batcher.batch_sizes) == len(questions)
+    assert batcher.questions == len(questions)
     # The 50 ms window gathers the burst: far fewer passes than questions.
-    assert len(batcher.batch_sizes) < len(questions) // 2
+    assert batcher.batches < len(questions) // 2
 
     # A failing encoder fails each waiting request with its error, and the batcher recovers.
     class Broken(Exception):
