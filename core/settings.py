@@ -117,6 +117,9 @@ class IngestSettings(BaseModel):
     max_request_bytes: int = 1024 * 1024 * 1024
     chunk_size: int = 1000
     chunk_overlap: int = 150
+    # Documents of an upload ingested as one task: their chunks embedded in one encoder call
+    # (sorted by length across documents), stored in one transaction. 1: a task per document.
+    documents_per_task: int = Field(default=8, ge=1, le=256)
     # PDF text extraction runs in a child process with these bounds, so a hostile PDF (a
     # decompression bomb, a huge page tree) fails its document instead of hanging or
     # exhausting a worker.

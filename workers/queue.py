@@ -20,7 +20,7 @@ from core import repository
 from core.db import Database
 from core.errors import RagError
 from core.settings import Settings
-from workers.task_names import INGEST_DOCUMENT, MIGRATION_PLAN
+from workers.task_names import INGEST_DOCUMENTS, INGEST_TASKS, MIGRATION_PLAN
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class CeleryQueue:
 
         self._app = make_celery(settings)
         self._expires = settings.broker.task_expires_s
+        self._per_task = settings.ingest.documents_per_task
 
     def enqueue(self, task_name: str, args: list[Any]) -> None:
         self.enqueue_many(task_name, [args])
@@ -55,7 +56,7 @@ class CeleryQueue:
     def enqueue_many(self, task_name: str, calls: list[list[Any]]) -> None:
         """Raises RagError("broker_unavailable") when the broker cannot take the tasks."""
         # Migration batches may wait behind many others; only ingestion tasks expire.
-        expires = self._expires if task_name == INGEST_DOCUMENT else None
+        expires = self._expires if task_name in INGEST_TASKS else None
         try:
             with self._app.producer_or_acquire() as producer:
                 for args in calls:
@@ -68,7 +69,7 @@ class CeleryQueue:
 
     def enqueue_documents(self, document_ids: list[str]) -> None:
         """Raises RagError("broker_unavailable") when the broker cannot take the tasks."""
-        self.enqueue_many(INGEST_DOCUMENT, [[document_id] for document_id in document_ids])
+        self.enqueue_many(INGEST_DOCUMENTS, document_batches(document_ids, self._per_task))
 
     def check(self) -> str:
         try:
@@ -94,13 +95,14 @@ class CeleryQueue:
 
 
 class EmbeddedQueue:
-    def __init__(self) -> None:
+    def __init__(self, documents_per_task: int = 1) -> None:
+        self._per_task = documents_per_task
         self._ingest = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-ingest")
         self._migrations = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-migrate")
         self._pending: set[Future[None]] = set()
 
     def enqueue(self, task_name: str, args: list[Any]) -> None:
-        executor = self._ingest if task_name == INGEST_DOCUMENT else self._migrations
+        executor = self._ingest if task_name in INGEST_TASKS else self._migrations
         # A copy of the caller's context carries its request id into the worker thread.
         context = contextvars.copy_context()
         future = executor.submit(context.run, self._run, task_name, args)
@@ -112,7 +114,7 @@ class EmbeddedQueue:
             self.enqueue(task_name, args)
 
     def enqueue_documents(self, document_ids: list[str]) -> None:
-        self.enqueue_many(INGEST_DOCUMENT, [[document_id] for document_id in document_ids])
+        self.enqueue_many(INGEST_DOCUMENTS, document_batches(document_ids, self._per_task))
 
     @staticmethod
     def _run(task_name: str, args: list[Any]) -> None:
@@ -136,12 +138,21 @@ class EmbeddedQueue:
         return not self._pending
 
     def depth(self) -> int:
-        """Documents queued on the worker thread, the running one included."""
+        """Tasks queued on the worker thread, the running one included (an ingestion task
+        holds up to ingest.documents_per_task documents)."""
         return len(self._pending)
 
 
 def make_queue(settings: Settings) -> TaskQueue:
-    return EmbeddedQueue() if settings.embedded_worker else CeleryQueue(settings)
+    if settings.embedded_worker:
+        return EmbeddedQueue(settings.ingest.documents_per_task)
+    return CeleryQueue(settings)
+
+
+def document_batches(document_ids: list[str], per_task: int) -> list[list[Any]]:
+    """The ingestion tasks' arguments: the documents in order, `per_task` to a task."""
+    size = max(1, per_task)
+    return [[document_ids[i : i + size]] for i in range(0, len(document_ids), size)]
 
 
 def requeue_unfinished(db: Database, queue: TaskQueue) -> int:

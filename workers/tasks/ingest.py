@@ -9,10 +9,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from core.metrics import INGESTED_CHUNKS, INGESTED_DOCUMENTS
+from retrieval.ingestion import IngestResult
 from retrieval.ingestion import ingest_document as ingest
+from retrieval.ingestion import ingest_documents as ingest_many
 from workers.celery_app import celery_app
 from workers.context import get_context
-from workers.task_names import INGEST_DOCUMENT
+from workers.task_names import INGEST_DOCUMENT, INGEST_DOCUMENTS
 
 log = logging.getLogger(__name__)
 
@@ -26,19 +28,35 @@ TRANSIENT_ERRORS = (
 )
 
 
-@celery_app.task(
-    name=INGEST_DOCUMENT,
-    acks_late=True,
-    autoretry_for=TRANSIENT_ERRORS,
-    retry_backoff=2,
-    retry_backoff_max=120,
-    retry_jitter=True,
-    max_retries=8,
-)
+# Task options: retried with backoff on transient errors, acknowledged only once done.
+RETRY: dict[str, Any] = {
+    "acks_late": True,
+    "autoretry_for": TRANSIENT_ERRORS,
+    "retry_backoff": 2,
+    "retry_backoff_max": 120,
+    "retry_jitter": True,
+    "max_retries": 8,
+}
+
+
+@celery_app.task(name=INGEST_DOCUMENT, **RETRY)
 def ingest_document(document_id: str) -> dict[str, Any]:
     """Parse, chunk and embed one document. Safe to run more than once."""
     context = get_context()
     result = ingest(context.db, context.embedders, context.settings.ingest, document_id)
+    return _report(document_id, result)
+
+
+@celery_app.task(name=INGEST_DOCUMENTS, **RETRY)
+def ingest_documents(document_ids: list[str]) -> list[dict[str, Any]]:
+    """Several documents as one unit (one encoder call, one transaction). Safe to run more
+    than once: a retry skips the documents already finished."""
+    context = get_context()
+    results = ingest_many(context.db, context.embedders, context.settings.ingest, document_ids)
+    return [_report(d, r) for d, r in zip(document_ids, results, strict=True)]
+
+
+def _report(document_id: str, result: IngestResult) -> dict[str, Any]:
     INGESTED_DOCUMENTS.labels(result.outcome.value).inc()
     INGESTED_CHUNKS.inc(result.chunks)
     log.info(

@@ -15,7 +15,7 @@ from retrieval import embedder_migration
 from workers.celery_app import celery_app
 from workers.context import get_context
 from workers.task_names import MIGRATION_BATCH, MIGRATION_FINALIZE, MIGRATION_PLAN
-from workers.tasks.ingest import TRANSIENT_ERRORS
+from workers.tasks.ingest import RETRY as INGEST_RETRY
 
 
 class MigrationTask(Task):  # type: ignore[misc]
@@ -46,15 +46,7 @@ def _enqueue(task_name: str, calls: list[list[Any]]) -> None:
         raise ConnectionError(exc.message) from exc
 
 
-RETRY: dict[str, Any] = {
-    "base": MigrationTask,
-    "acks_late": True,
-    "autoretry_for": TRANSIENT_ERRORS,
-    "retry_backoff": 2,
-    "retry_backoff_max": 120,
-    "retry_jitter": True,
-    "max_retries": 8,
-}
+RETRY: dict[str, Any] = {**INGEST_RETRY, "base": MigrationTask}
 
 
 @celery_app.task(name=MIGRATION_PLAN, **RETRY)
