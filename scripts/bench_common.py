@@ -191,10 +191,10 @@ def start_worker(env: dict[str, str], log_dir: Path) -> Service:
 
 
 @contextmanager
-def deployment_stack(prefix: str) -> Iterator[tuple[str, list[Service]]]:
+def deployment_stack(prefix: str, **settings: str) -> Iterator[tuple[str, list[Service]]]:
     """The deployment shape: a fresh database, this benchmarks' broker DB (flushed before and
-    after), one solo Celery worker and the API. Yields (base URL, processes); on a failure the
-    processes' log tails are printed."""
+    after), one solo Celery worker and the API, with extra RAG_ `settings`. Yields (base URL,
+    processes); on a failure the processes' log tails are printed."""
     import redis
 
     broker = redis.Redis.from_url(BROKER_URL)
@@ -206,7 +206,10 @@ def deployment_stack(prefix: str) -> Iterator[tuple[str, list[Service]]]:
         ):
             migrate(url)
             env = service_env(
-                RAG_DATABASE__URL=url, RAG_BROKER__URL=BROKER_URL, RAG_DATA_DIR=f"{tmp}/data"
+                RAG_DATABASE__URL=url,
+                RAG_BROKER__URL=BROKER_URL,
+                RAG_DATA_DIR=f"{tmp}/data",
+                **settings,
             )
             with services() as procs:
                 procs.append(start_worker(env, Path(tmp)))

@@ -1,14 +1,16 @@
 """Ingestion throughput (chunks/s) of the service, next to raw SentenceTransformer.encode.
 
     .venv/bin/python scripts/bench_ingest.py [--corpus DIR] [--quick] [--modes deployment,embedded]
+        [--per-task 8,1]
 
 Baseline: parse + chunk every file in-process, then one `SentenceTransformer.encode` of all the
 chunks (batch 64, normalized), timed before the first and after every service run; each service
 run is compared with the mean of the two baselines around it (the machine is shared and its
 load drifts). With --per-doc, an extra baseline encodes each file's chunks with its own
-encode() call, as the per-document tasks do. Service: a fresh database, a real Celery worker
+encode() call, as one-document tasks do. Service: a fresh database, a real Celery worker
 (deployment) or the in-process worker thread (embedded), the API under uvicorn; timed from
-the first upload POST until every job has succeeded.
+the first upload POST until every job has succeeded. Each mode runs once per --per-task value
+(documents per ingestion task: the default 8 next to 1, one task per document).
 Prints a Markdown table and writes bench-results/*.json.
 """
 
@@ -233,19 +235,21 @@ def measure_service(
     return result
 
 
-def run_deployment(files: list[CorpusFile], timeout: float) -> dict[str, Any]:
-    with deployment_stack("bench-ingest") as (base_url, procs):
-        return measure_service("deployment", base_url, procs, files, timeout)
+def run_deployment(files: list[CorpusFile], timeout: float, per_task: int) -> dict[str, Any]:
+    settings = {"RAG_INGEST__DOCUMENTS_PER_TASK": str(per_task)}
+    with deployment_stack("bench-ingest", **settings) as (base_url, procs):
+        return measure_service(f"deployment, {per_task}/task", base_url, procs, files, timeout)
 
 
-def run_embedded(files: list[CorpusFile], timeout: float) -> dict[str, Any]:
+def run_embedded(files: list[CorpusFile], timeout: float, per_task: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
-        env = service_env(RAG_DATA_DIR=f"{tmp}/data")
+        env = service_env(RAG_DATA_DIR=f"{tmp}/data", RAG_INGEST__DOCUMENTS_PER_TASK=str(per_task))
         with services() as procs:
             api, base_url = start_api(env, Path(tmp))
             procs.append(api)
             try:
-                return measure_service("embedded", base_url, procs, files, timeout)
+                mode = f"embedded, {per_task}/task"
+                return measure_service(mode, base_url, procs, files, timeout)
             except Exception:
                 log(f"--- api log tail ---\n{api.tail()}")
                 raise
@@ -268,6 +272,12 @@ def main() -> int:
         help="add a baseline that encodes each file's chunks with its own encode() call",
     )
     parser.add_argument("--timeout", type=float, default=1800.0, help="per mode, seconds")
+    parser.add_argument(
+        "--per-task",
+        default="8,1",
+        help="comma-separated RAG_INGEST__DOCUMENTS_PER_TASK values, each run in every mode "
+        "(default 8,1: the default next to one task per document)",
+    )
     args = parser.parse_args()
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if unknown := set(modes) - {"deployment", "embedded"}:
@@ -286,10 +296,12 @@ def main() -> int:
 
     runners = {"deployment": run_deployment, "embedded": run_embedded}
     runs: list[dict[str, Any]] = []
+    per_task = [int(v) for v in args.per_task.split(",") if v.strip()]
     for mode in modes:
-        runs.append(runners[mode](files, args.timeout))
-        raw.append(raw_encode(model, texts))
-        log(f"raw encode: {len(texts) / raw[-1].wall_s:.1f} chunks/s")
+        for size in per_task:
+            runs.append(runners[mode](files, args.timeout, size))
+            raw.append(raw_encode(model, texts))
+            log(f"raw encode: {len(texts) / raw[-1].wall_s:.1f} chunks/s")
 
     def row(label: str, t: Timing, base: list[Timing] | None, note: str) -> list[Any]:
         wall = statistics.fmean(b.wall_s for b in base) if base else None
