@@ -4,6 +4,7 @@ one-at-a-time rules when that transaction cannot take them all (real Postgres, r
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,31 +77,45 @@ def test_documents_of_a_task_share_one_encoder_call_and_a_broken_one_fails_alone
     assert job_of(services, ids[0]) == {"status": "succeeded", "done": 3, "total": 3}
 
 
-def test_a_document_stored_meanwhile_sends_the_task_back_to_one_at_a_time(
-    api: TestClient, corpus: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def ingest_with_a_race(
+    api: TestClient,
+    corpus: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    race: Callable[[Services, str, list[str]], None],
+) -> tuple[Services, list[str], list[Outcome]]:
+    """Ingest NAMES as one task, running `race(services, collection, ids)` while it embeds."""
     services: Services = api.app.state.services  # type: ignore[attr-defined]
     name = new_collection(api)
     ids = record(services, name, [(n, (corpus / n).read_bytes()) for n in NAMES])
     real = ingestion._embed_together
 
     def racing(embedders: Any, parsed: list[Any]) -> dict[str, np.ndarray]:
+        race(services, name, ids)
+        return real(embedders, parsed)
+
+    monkeypatch.setattr(ingestion, "_embed_together", racing)
+    results = ingest_documents(services.db, services.embedders, services.settings.ingest, ids)
+    return services, ids, [r.outcome for r in results]
+
+
+def test_a_document_stored_meanwhile_sends_the_task_back_to_one_at_a_time(
+    api: TestClient, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def store_first(services: Services, _name: str, ids: list[str]) -> None:
         # Another delivery stores the first document while this task embeds, and its status
         # reads unfinished again (a re-delivery that raced past the check): only the unique
         # constraint can tell, and it fails the whole transaction.
-        assert ingest_document(services.db, embedders, services.settings.ingest, ids[0]).outcome
+        settings = services.settings.ingest
+        assert ingest_document(services.db, services.embedders, settings, ids[0]).outcome
         with services.db.session() as session:
             session.execute(
                 update(Document)
                 .where(Document.id == ids[0])
                 .values(status=DocumentStatus.PROCESSING)
             )
-        return real(embedders, parsed)
 
-    monkeypatch.setattr(ingestion, "_embed_together", racing)
-    results = ingest_documents(services.db, services.embedders, services.settings.ingest, ids)
-
-    assert [r.outcome for r in results] == [Outcome.SKIPPED, Outcome.READY]
+    services, ids, outcomes = ingest_with_a_race(api, corpus, monkeypatch, store_first)
+    assert outcomes == [Outcome.SKIPPED, Outcome.READY]
     first = chunk_counts(services, ids[0])
     assert first[0] > 0 and first[0] == first[1], "one copy of the raced document"
     assert chunk_counts(services, ids[1])[0] > 0, "the other was stored alone"
@@ -109,18 +124,11 @@ def test_a_document_stored_meanwhile_sends_the_task_back_to_one_at_a_time(
 def test_a_collection_deleted_while_embedding_skips_its_documents(
     api: TestClient, corpus: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    services: Services = api.app.state.services  # type: ignore[attr-defined]
-    name = new_collection(api)
-    ids = record(services, name, [(n, (corpus / n).read_bytes()) for n in NAMES])
-    real = ingestion._embed_together
-
-    def deleting(embedders: Any, parsed: list[Any]) -> dict[str, np.ndarray]:
+    def delete(_services: Services, name: str, _ids: list[str]) -> None:
         assert api.delete(f"/admin/v1/collections/{name}").status_code == 204
-        return real(embedders, parsed)
 
-    monkeypatch.setattr(ingestion, "_embed_together", deleting)
-    results = ingest_documents(services.db, services.embedders, services.settings.ingest, ids)
-    assert [r.outcome for r in results] == [Outcome.SKIPPED, Outcome.SKIPPED]
+    _, _, outcomes = ingest_with_a_race(api, corpus, monkeypatch, delete)
+    assert outcomes == [Outcome.SKIPPED, Outcome.SKIPPED]
 
 
 def test_uploads_are_split_into_tasks_in_order() -> None:
