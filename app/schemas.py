@@ -269,6 +269,9 @@ class QueryRequest(BaseModel):
         default=None,
         min_length=1,
         max_length=128,
+        # Printable names only: a control character (a NUL byte) names no adapter and must not
+        # reach the database as a query value.
+        pattern=r"^[^\x00-\x1f\x7f]+$",
         description="A LoRA adapter the generator serves (GET /v1/adapters).",
     )
     stream: bool = Field(

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from app.deps import ServicesDep
 from app.openapi import error_responses
-from app.schemas import JobFile, JobList, JobOut, Progress
+from app.schemas import COLLECTION_NAME, JobFile, JobList, JobOut, Progress
 from core import repository
 from core.errors import RagError
 from core.models import Collection, Job
@@ -23,7 +23,12 @@ JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 def list_jobs(
     services: ServicesDep,
     collection: Annotated[
-        str | None, Query(description="Only this collection's jobs.", examples=["docs"])
+        str | None,
+        # The collection-name rule: anything else names no collection (and a NUL byte must
+        # not reach the database as a query value).
+        Query(
+            pattern=COLLECTION_NAME, description="Only this collection's jobs.", examples=["docs"]
+        ),
     ] = None,
     status: Annotated[
         JobStatusName | None, Query(description="Only jobs in this status.", examples=["failed"])

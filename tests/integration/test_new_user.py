@@ -182,6 +182,8 @@ def test_job_list_filters_and_pages(client: TestClient) -> None:
     assert client.get("/admin/v1/jobs", params={"status": "failed"}).json()["jobs"] == []
     assert client.get("/admin/v1/jobs", params={"cursor": "junk!"}).status_code == 422
     assert client.get("/admin/v1/jobs", params={"collection": "nope"}).status_code == 404
+    # Not a collection name (a NUL byte, found by the fuzz test): a 422, never the database.
+    assert client.get("/admin/v1/jobs", params={"collection": "d\x00c"}).status_code == 422
 
 
 def test_document_replace_swaps_the_content_under_the_same_id(client: TestClient) -> None:
