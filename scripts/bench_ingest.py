@@ -1,7 +1,7 @@
 """Ingestion throughput (chunks/s) of the service, next to raw SentenceTransformer.encode.
 
     .venv/bin/python scripts/bench_ingest.py [--corpus DIR] [--quick] [--modes deployment,embedded]
-        [--per-task 8,1]
+        [--per-task 8,1] [--embedders all-MiniLM-L6-v2,all-MiniLM-L6-v2-onnx-int8]
 
 Baseline: parse + chunk every file in-process, then one `SentenceTransformer.encode` of all the
 chunks (batch 64, normalized), timed before the first and after every service run; each service
@@ -10,7 +10,9 @@ load drifts). With --per-doc, an extra baseline encodes each file's chunks with 
 encode() call, as one-document tasks do. Service: a fresh database, a real Celery worker
 (deployment) or the in-process worker thread (embedded), the API under uvicorn; timed from
 the first upload POST until every job has succeeded. Each mode runs once per --per-task value
-(documents per ingestion task: the default 8 next to 1, one task per document).
+(documents per ingestion task: the default 8 next to 1, one task per document) and once per
+--embedders value (the collections' document embedder; default: the deployment's default).
+The baseline stays torch `encode` of all-MiniLM-L6-v2 whatever the service embeds with.
 Prints a Markdown table and writes bench-results/*.json.
 """
 
@@ -176,8 +178,9 @@ def wait_jobs(
     return finished
 
 
-def create_collection(client: httpx.Client, name: str) -> None:
-    checked(client.post("/admin/v1/collections", json={"name": name}))
+def create_collection(client: httpx.Client, name: str, embedder: str | None) -> None:
+    body = {"name": name} | ({"embedder": embedder} if embedder else {})
+    checked(client.post("/admin/v1/collections", json=body))
 
 
 def measure_service(
@@ -186,15 +189,16 @@ def measure_service(
     watched: list[Service],
     files: list[CorpusFile],
     timeout: float,
+    embedder: str | None,
 ) -> dict[str, Any]:
-    result: dict[str, Any] = {"mode": mode}
+    result: dict[str, Any] = {"mode": mode, "embedder": embedder}
     with httpx.Client(base_url=base_url, timeout=httpx.Timeout(300.0, connect=5.0)) as client:
         started = time.perf_counter()
         result["readyz"] = wait_ready(client, watched)
         result["api_ready_s"] = round(time.perf_counter() - started, 2)
 
         # One tiny document first, so the worker's model load is not in the timed part.
-        create_collection(client, "bench-warmup")
+        create_collection(client, "bench-warmup", embedder)
         started = time.perf_counter()
         job_ids, _ = upload_batches(client, "bench-warmup", [CorpusFile("warmup.md", WARMUP_TEXT)])
         warm = wait_jobs(client, job_ids, watched, timeout)
@@ -202,7 +206,7 @@ def measure_service(
         if any(j["status"] != "succeeded" for j in warm.values()):
             raise RuntimeError(f"warm-up job did not succeed: {list(warm.values())}")
 
-        create_collection(client, "bench")
+        create_collection(client, "bench", embedder)
         log(f"{mode}: uploading {len(files)} files in batches of {UPLOAD_BATCH}")
         started = time.perf_counter()
         cpu_before = {p.name: cpu_seconds(p.proc.pid) for p in watched}
@@ -235,21 +239,30 @@ def measure_service(
     return result
 
 
-def run_deployment(files: list[CorpusFile], timeout: float, per_task: int) -> dict[str, Any]:
+def run_deployment(
+    files: list[CorpusFile], timeout: float, per_task: int, embedder: str | None
+) -> dict[str, Any]:
     settings = {"RAG_INGEST__DOCUMENTS_PER_TASK": str(per_task)}
     with deployment_stack("bench-ingest", **settings) as (base_url, procs):
-        return measure_service(f"deployment, {per_task}/task", base_url, procs, files, timeout)
+        mode = mode_label("deployment", per_task, embedder)
+        return measure_service(mode, base_url, procs, files, timeout, embedder)
 
 
-def run_embedded(files: list[CorpusFile], timeout: float, per_task: int) -> dict[str, Any]:
+def mode_label(mode: str, per_task: int, embedder: str | None) -> str:
+    return f"{mode}, {per_task}/task" + (f", {embedder}" if embedder else "")
+
+
+def run_embedded(
+    files: list[CorpusFile], timeout: float, per_task: int, embedder: str | None
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         env = service_env(RAG_DATA_DIR=f"{tmp}/data", RAG_INGEST__DOCUMENTS_PER_TASK=str(per_task))
         with services() as procs:
             api, base_url = start_api(env, Path(tmp))
             procs.append(api)
             try:
-                mode = f"embedded, {per_task}/task"
-                return measure_service(mode, base_url, procs, files, timeout)
+                mode = mode_label("embedded", per_task, embedder)
+                return measure_service(mode, base_url, procs, files, timeout, embedder)
             except Exception:
                 log(f"--- api log tail ---\n{api.tail()}")
                 raise
@@ -278,7 +291,14 @@ def main() -> int:
         help="comma-separated RAG_INGEST__DOCUMENTS_PER_TASK values, each run in every mode "
         "(default 8,1: the default next to one task per document)",
     )
+    parser.add_argument(
+        "--embedders",
+        default="",
+        help="comma-separated document embedders of the benchmark collections, each run in "
+        "every mode (default: the deployment's default embedder)",
+    )
     args = parser.parse_args()
+    embedders: list[str | None] = [e for e in args.embedders.split(",") if e] or [None]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if unknown := set(modes) - {"deployment", "embedded"}:
         parser.error(f"unknown modes: {sorted(unknown)}")
@@ -299,9 +319,10 @@ def main() -> int:
     per_task = [int(v) for v in args.per_task.split(",") if v.strip()]
     for mode in modes:
         for size in per_task:
-            runs.append(runners[mode](files, args.timeout, size))
-            raw.append(raw_encode(model, texts))
-            log(f"raw encode: {len(texts) / raw[-1].wall_s:.1f} chunks/s")
+            for embedder in embedders:
+                runs.append(runners[mode](files, args.timeout, size, embedder))
+                raw.append(raw_encode(model, texts))
+                log(f"raw encode: {len(texts) / raw[-1].wall_s:.1f} chunks/s")
 
     def row(label: str, t: Timing, base: list[Timing] | None, note: str) -> list[Any]:
         wall = statistics.fmean(b.wall_s for b in base) if base else None

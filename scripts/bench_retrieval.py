@@ -1,7 +1,7 @@
 """Retrieval recall@k: dense vs lexical (BM25) vs hybrid (RRF), on train-split samples.
 
     .venv/bin/python scripts/bench_retrieval.py [--questions 300] [--k 5] [--seed 0]
-        [--datasets squad,hotpotqa,eval-dev] [--no-write]
+        [--datasets squad,hotpotqa,eval-dev] [--embedders ID,ID] [--no-write]
 
 Runs the embedded service in process (SQLite, the default embedder; no LLM). Each dataset's
 passages become the documents of a fresh collection: recorded as an upload, then parsed,
@@ -12,6 +12,9 @@ a top-k chunk comes from a gold document.
 
 Dense and hybrid run twice: questions encoded by the int8 twin (the default on CPU) and by the
 torch model the documents were embedded with (`RAG_EMBEDDER__QUERY_ENCODER=same`).
+`--embedders` embeds each dataset once per document embedder (one collection each), e.g.
+`all-MiniLM-L6-v2,all-MiniLM-L6-v2-onnx-int8` to weigh int8 document vectors against torch's;
+the torch-query variants run only where the embedder has a query twin.
 
 - SQuAD v1.1 train half: every paragraph of the 24 articles is a document; a sample of
   questions, gold = the question's paragraph.
@@ -50,7 +53,7 @@ from core import repository  # noqa: E402
 from core.settings import RetrievalSettings, Settings  # noqa: E402
 from generation.generator import UnavailableGenerator  # noqa: E402
 from retrieval.chunker import chunk_text  # noqa: E402
-from retrieval.embedders import EmbedderPool  # noqa: E402
+from retrieval.embedders import QUERY_TWINS, EmbedderPool  # noqa: E402
 from retrieval.parsing import detect_media_type, extract_text  # noqa: E402
 from retrieval.search import Searcher  # noqa: E402
 
@@ -158,7 +161,9 @@ def embedded_service(data_dir: Path) -> Iterator[Services]:
         services.close()
 
 
-def ingest(services: Services, collection: str, documents: dict[str, str]) -> tuple[int, float]:
+def ingest(
+    services: Services, collection: str, documents: dict[str, str], embedder_id: str
+) -> tuple[int, float]:
     """Store every document as an upload's worker would: recorded as an ingest job, then
     parsed, chunked, embedded and stored with the worker's own functions; returns (chunks,
     seconds). Embedding is batched across documents (a worker embeds one document at a time,
@@ -166,7 +171,7 @@ def ingest(services: Services, collection: str, documents: dict[str, str]) -> tu
     started = time.perf_counter()
     settings = services.settings
     with services.db.session() as session:
-        created = repository.create_collection(session, collection, settings.embedder.default)
+        created = repository.create_collection(session, collection, embedder_id)
         files = [
             repository.UploadedFile(
                 name, detect_media_type(name, data), hashlib.sha256(data).hexdigest(), data
@@ -269,6 +274,7 @@ def table(results: list[dict[str, Any]], k: int) -> str:
                     dataset["dataset"],
                     dataset["questions"],
                     dataset["documents"],
+                    dataset["embedder"],
                     r["variant"],
                     recall,
                     both,
@@ -279,6 +285,7 @@ def table(results: list[dict[str, Any]], k: int) -> str:
         "dataset",
         "questions",
         "documents",
+        "document embedder",
         "retrieval",
         f"recall@{k} (any gold)",
         f"recall@{k} (both gold)",
@@ -302,6 +309,9 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--datasets", default="squad,hotpotqa,eval-dev")
+    parser.add_argument(
+        "--embedders", default="", help="document embedders, comma-separated (default: the default)"
+    )
     parser.add_argument("--no-write", action="store_true", help="do not touch docs/retrieval.md")
     args = parser.parse_args()
 
@@ -309,31 +319,44 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-retrieval-") as tmp:
         with embedded_service(Path(tmp)) as services:
+            embedder_ids = args.embedders.split(",") if args.embedders else []
+            embedder_ids = embedder_ids or [services.embedders.default_id()]
+            known = services.embedders.specs()
             for key in args.datasets.split(","):
                 dataset = LOADERS[key](args.questions, random.Random(args.seed))
-                collection = re.sub(r"[^A-Za-z0-9]", "-", key)
-                log(f"{dataset.name}: ingesting {len(dataset.documents)} documents")
-                chunks, seconds = ingest(services, collection, dataset.documents)
-                log(f"{dataset.name}: {chunks} chunks in {seconds:.0f} s")
-                variants = []
-                for variant in VARIANTS:
-                    variants.append(measure(services, collection, dataset, variant, args.k))
-                    log(f"  {variant.label}: {variants[-1]['recall_any']:.3f}")
-                results.append(
-                    {
-                        "dataset": dataset.name,
-                        "questions": len(dataset.questions),
-                        "documents": len(dataset.documents),
-                        "chunks": chunks,
-                        "ingest_s": round(seconds, 1),
-                        "multi_gold": dataset.multi_gold,
-                        "variants": variants,
-                    }
-                )
+                for embedder_id in embedder_ids:
+                    if embedder_id not in known:
+                        raise SystemExit(f"unknown embedder {embedder_id!r}: {sorted(known)}")
+                    collection = re.sub(r"[^A-Za-z0-9]", "-", f"{key}-{embedder_id}")
+                    count = len(dataset.documents)
+                    log(f"{dataset.name}, {embedder_id}: ingesting {count} documents")
+                    chunks, seconds = ingest(services, collection, dataset.documents, embedder_id)
+                    log(f"{dataset.name}: {chunks} chunks in {seconds:.0f} s")
+                    variants = []
+                    has_twin = embedder_id in QUERY_TWINS
+                    for variant in VARIANTS:
+                        if variant.query_encoder == "same" and not has_twin:
+                            continue  # its own encoder is the only one: same as the plain row
+                        variants.append(measure(services, collection, dataset, variant, args.k))
+                        log(f"  {variant.label}: {variants[-1]['recall_any']:.3f}")
+                    results.append(
+                        {
+                            "dataset": dataset.name,
+                            "embedder": embedder_id,
+                            "questions": len(dataset.questions),
+                            "documents": len(dataset.documents),
+                            "chunks": chunks,
+                            "ingest_s": round(seconds, 1),
+                            "multi_gold": dataset.multi_gold,
+                            "variants": variants,
+                        }
+                    )
     markdown = table(results, args.k)
     command = (
         f"`.venv/bin/python scripts/bench_retrieval.py --questions {args.questions} "
-        f"--k {args.k} --seed {args.seed} --datasets {args.datasets}`"
+        f"--k {args.k} --seed {args.seed} --datasets {args.datasets}"
+        + (f" --embedders {args.embedders}" if args.embedders else "")
+        + "`"
     )
     total = time.perf_counter() - started
     stamp = time.strftime("%Y-%m-%d")
