@@ -57,8 +57,8 @@ class Services:
             upgrade(settings)
         embedders = embedders or EmbedderPool(settings.embedder)
         # Load the models now, not on the first request.
-        embedders.get(settings.embedder.default)
-        embedders.for_queries(settings.embedder.default)
+        embedders.get(embedders.default_id())
+        embedders.for_queries(embedders.default_id())
         indexes = IndexStore(db, settings.index, settings.index_dir)
         lexical = Bm25Store(db, settings.retrieval.bm25, settings.index_dir / "bm25")
         # A deleted collection's BM25 index and snapshot go with its FAISS ones.

@@ -263,6 +263,15 @@ class EmbedderPool:
                 self._loaded[embedder_id] = load_embedder(embedder_id, self._settings)
             return self._loaded[embedder_id]
 
+    def default_id(self) -> str:
+        """The embedder of new collections: embedder.default, with auto resolved here (the
+        int8 export on CPU where it is installed, else the torch model)."""
+        if self._settings.default != "auto":
+            return self._settings.default
+        if MINILM_INT8 in self.specs() and resolve_device(self._settings.device) == "cpu":
+            return MINILM_INT8
+        return DEFAULT_EMBEDDER
+
     def for_queries(self, embedder_id: str) -> Embedder:
         """What encodes questions searched against `embedder_id`'s index: its query twin
         when embedder.query_encoder is auto, one is installed and the model runs on CPU (on a

@@ -99,7 +99,7 @@ def _warm_up(**_: Any) -> None:
     from workers.context import get_context
 
     context = get_context()
-    context.embedders.get(context.settings.embedder.default)
+    context.embedders.get(context.embedders.default_id())
 
 
 @worker_ready.connect

@@ -43,7 +43,7 @@ def collection_out(services: ServicesDep, collection: Collection) -> CollectionO
 )
 def create_collection(body: CollectionCreate, services: ServicesDep) -> CollectionOut:
     """Create a collection, embedded with the default embedder unless one is named."""
-    embedder = body.embedder or services.settings.embedder.default
+    embedder = body.embedder or services.embedders.default_id()
     get_spec(embedder, services.settings.embedder)  # 422 for an unknown embedder
     with services.db.session() as session:
         collection = repository.create_collection(session, body.name, embedder, body.retrieval)

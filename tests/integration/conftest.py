@@ -203,9 +203,11 @@ def api(
     return make_client(pg_settings.model_copy(update={"data_dir": tmp_path}))
 
 
-def new_collection(client: TestClient, prefix: str = "c") -> str:
+def new_collection(client: TestClient, prefix: str = "c", embedder: str | None = None) -> str:
+    """A fresh collection, embedded with `embedder` or the deployment's default."""
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    response = client.post("/admin/v1/collections", json={"name": name})
+    body = {"name": name} | ({"embedder": embedder} if embedder else {})
+    response = client.post("/admin/v1/collections", json=body)
     assert response.status_code == 201, response.text
     return name
 

@@ -35,8 +35,11 @@ def test_embedded_default_ingests_and_searches(
     job = wait_job(client, accepted["job_id"])
     assert job["status"] == "succeeded"
     assert [e["filename"] for e in job["errors"]] == ["bad.pdf"]
-    hits = search(client, name, "atomicity consistency isolation durability")["hits"]
-    assert hits[0]["filename"] == ACID
+    result = search(client, name, "atomicity consistency isolation durability")
+    assert result["hits"][0]["filename"] == ACID
+    # On this CPU machine new collections embed with the int8 export (embedder.default auto).
+    assert result["embedder"] == MINILM_INT8
+    assert client.get(f"/v1/collections/{name}").json()["embedder"] == MINILM_INT8
     assert (tmp_path / "rag.sqlite3").exists()
 
 
@@ -75,7 +78,7 @@ def test_embedded_migration_switches_embedder_while_uploads_continue(
     make_client: Callable[..., TestClient], tmp_path: Path, corpus: Path
 ) -> None:
     client = make_client(Settings(data_dir=tmp_path))
-    name = new_collection(client)
+    name = new_collection(client, embedder=DEFAULT_EMBEDDER)
     files = sorted(corpus.iterdir())[:12]
     accepted = upload(client, name, [(p.name, p.read_bytes()) for p in files])
     assert wait_job(client, accepted["job_id"])["status"] == "succeeded"
@@ -106,7 +109,7 @@ def test_migration_to_an_embedder_that_cannot_load_fails_its_job(
         data_dir=tmp_path, embedder=EmbedderSettings(folders={"broken": str(missing)})
     )
     client = make_client(settings)
-    name = new_collection(client)
+    name = new_collection(client, embedder=DEFAULT_EMBEDDER)
     accepted = upload(client, name, [(ACID, (corpus / ACID).read_bytes())])
     assert wait_job(client, accepted["job_id"])["status"] == "succeeded"
 

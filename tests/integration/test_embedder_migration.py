@@ -37,7 +37,8 @@ def documents(corpus: Path, count: int, skip: int = 0) -> list[tuple[str, bytes]
 
 
 def ingest(client: TestClient, corpus: Path, count: int) -> str:
-    name = new_collection(client, "m")
+    # From the torch model to its int8 export (new collections default to int8 on CPU).
+    name = new_collection(client, "m", DEFAULT_EMBEDDER)
     files = [(BIOS, (corpus / BIOS).read_bytes()), *documents(corpus, count)]
     accepted = upload(client, name, files)
     assert wait_job(client, accepted["job_id"])["status"] == "succeeded"

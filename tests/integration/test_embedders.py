@@ -55,6 +55,16 @@ def test_questions_use_the_int8_twin_on_cpu_unless_told_otherwise(
         assert int(np.argmax(documents @ encoder.embed_query(question))) == expected
 
 
+def test_new_collections_default_to_the_int8_export_on_cpu() -> None:
+    from core.settings import EmbedderSettings
+
+    assert EmbedderPool(EmbedderSettings(device="cpu")).default_id() == MINILM_INT8
+    # On a GPU torch is the faster; a named default is taken as it is.
+    assert EmbedderPool(EmbedderSettings(device="cuda")).default_id() == DEFAULT_EMBEDDER
+    named = EmbedderSettings(device="cpu", default=DEFAULT_EMBEDDER)
+    assert EmbedderPool(named).default_id() == DEFAULT_EMBEDDER
+
+
 def test_concurrent_questions_are_encoded_in_batches_with_the_same_vectors() -> None:
     from concurrent.futures import ThreadPoolExecutor
 

@@ -35,8 +35,9 @@ def test_api_restart_reloads_snapshot_and_catches_up(
     assert search(first, name, "BIOS")["hits"][0]["filename"] == BIOS
     first.__exit__(None, None, None)  # shutdown writes the snapshot
     with services_of(first).db.session() as session:
-        collection_id = repository.get_collection(session, name).id
-    snapshot = services_of(first).indexes.snapshot_path(collection_id, "all-MiniLM-L6-v2")
+        stored = repository.get_collection(session, name)
+        collection_id, embedder = stored.id, stored.embedder
+    snapshot = services_of(first).indexes.snapshot_path(collection_id, embedder)
     assert snapshot.exists()
 
     # While this API is down, another replica takes an upload.
@@ -47,7 +48,7 @@ def test_api_restart_reloads_snapshot_and_catches_up(
     hits = search(second, name, "mail transfer protocol")["hits"]
     assert hits[0]["filename"] == SMTP
     # Loaded from the snapshot and caught up, not rebuilt.
-    assert services_of(second).indexes.origin(collection_id, "all-MiniLM-L6-v2") == "snapshot"
+    assert services_of(second).indexes.origin(collection_id, embedder) == "snapshot"
 
 
 def test_truncated_snapshot_is_rebuilt_from_the_database(
@@ -64,10 +65,11 @@ def test_truncated_snapshot_is_rebuilt_from_the_database(
     search(first, name, "BIOS")
     first.__exit__(None, None, None)
     with services_of(first).db.session() as session:
-        collection_id = repository.get_collection(session, name).id
-    snapshot = services_of(first).indexes.snapshot_path(collection_id, "all-MiniLM-L6-v2")
+        stored = repository.get_collection(session, name)
+        collection_id, embedder = stored.id, stored.embedder
+    snapshot = services_of(first).indexes.snapshot_path(collection_id, embedder)
     snapshot.write_bytes(snapshot.read_bytes()[:-200])
 
     second = make_client(settings)
     assert search(second, name, "BIOS")["hits"][0]["filename"] == BIOS
-    assert services_of(second).indexes.origin(collection_id, "all-MiniLM-L6-v2") == "database"
+    assert services_of(second).indexes.origin(collection_id, embedder) == "database"

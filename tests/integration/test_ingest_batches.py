@@ -57,7 +57,7 @@ def test_documents_of_a_task_share_one_encoder_call_and_a_broken_one_fails_alone
     name = new_collection(api)
     files = [(n, (corpus / n).read_bytes()) for n in NAMES]
     ids = record(services, name, [files[0], ("empty.txt", b""), files[1]])
-    embedder = services.embedders.get(services.settings.embedder.default)
+    embedder = services.embedders.get(services.embedders.default_id())
     calls: list[int] = []
     real = type(embedder).embed_documents
 
