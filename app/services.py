@@ -57,8 +57,9 @@ class Services:
             upgrade(settings)
         embedders = embedders or EmbedderPool(settings.embedder)
         # Load the models now, not on the first request.
-        embedders.get(embedders.default_id())
-        embedders.for_queries(embedders.default_id())
+        default_embedder = embedders.default_id()
+        embedders.get(default_embedder)
+        embedders.for_queries(default_embedder)
         indexes = IndexStore(db, settings.index, settings.index_dir)
         lexical = Bm25Store(db, settings.retrieval.bm25, settings.index_dir / "bm25")
         # A deleted collection's BM25 index and snapshot go with its FAISS ones.
