@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from app.services import Services
 from core import repository
 from core.settings import RedisSettings, Settings
-from retrieval.embedders import MINILM_INT8
+from retrieval.embedders import DEFAULT_EMBEDDER, MINILM_INT8
 from tests.integration.conftest import WorkerProcess, new_collection, upload, wait_job
 from tests.integration.fakes import NothingRelevant
 from tests.integration.test_query import CACHE_REDIS, parse_sse
@@ -54,7 +54,8 @@ def corpus_files(corpus: Path, count: int) -> list[tuple[str, bytes]]:
 
 
 def ingest(client: TestClient, files: list[tuple[str, bytes]], **settings: Any) -> str:
-    name = new_collection(client, "h")
+    # From the torch model, so that a migration to its int8 export has somewhere to go.
+    name = new_collection(client, "h", DEFAULT_EMBEDDER)
     if settings:
         response = client.patch(f"/admin/v1/collections/{name}", json=settings)
         assert response.status_code == 200, response.text
