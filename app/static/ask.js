@@ -26,10 +26,19 @@ export function bindAsk() {
       collections.map((c) => [c.name, c.name]),
       state.selected,
     );
+    updateAskButton();
   });
   on("selected", (name) => {
     if (name) $("ask-collection").value = name;
+    updateAskButton();
   });
+}
+
+let asking = false; // a question's stream is open
+
+/** Ask is enabled once there is a collection to ask, and not while an answer streams in. */
+function updateAskButton() {
+  $("ask-button").disabled = asking || !$("ask-collection").value;
 }
 
 export async function loadAdapters() {
@@ -69,8 +78,8 @@ async function ask() {
 
   resetView();
   const run = new Run(collection);
-  const button = $("ask-button");
-  button.disabled = true;
+  asking = true;
+  updateAskButton();
   $("answer-view").dataset.state = "running";
   $("run-step").textContent = "retrieving…";
   try {
@@ -81,7 +90,8 @@ async function ask() {
   } catch (error) {
     fail(error);
   } finally {
-    button.disabled = false;
+    asking = false;
+    updateAskButton();
   }
 }
 

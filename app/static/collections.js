@@ -4,9 +4,16 @@ import { call } from "./api.js";
 import { $, el, fillSelect, showError } from "./dom.js";
 import { emit, isAdmin, state } from "./state.js";
 
+let loads = 0; // calls started
+let shown = 0; // the call whose answer the page shows
+
 export async function loadCollections() {
-  const before = state.selected;
+  const load = ++loads;
   const body = await call("GET", "/v1/collections");
+  // An earlier call answered after a later one: its list is older, so it must not replace it.
+  if (load < shown) return;
+  shown = load;
+  const before = state.selected;
   state.collections = body.collections || [];
   if (!state.collections.some((c) => c.name === state.selected)) {
     state.selected = state.collections.length ? state.collections[0].name : null;

@@ -6,6 +6,7 @@ import { loadCollections } from "./collections.js";
 import { on, selectedCollection, state } from "./state.js";
 
 const POLL_MS = 500;
+const MAX_BACKOFF_MS = 8000;
 const JOB_DONE = new Set(["succeeded", "failed", "cancelled"]);
 const jobKey = (collection) => `rag.migration.${collection}`;
 let following = null; // job id being polled
@@ -44,7 +45,11 @@ export function bindMigration() {
 
 function render() {
   const collection = selectedCollection();
-  if (!collection) return;
+  if (!collection) {
+    $("migration-start").disabled = true;
+    $("rollback").disabled = true;
+    return;
+  }
   $("current-embedder").textContent = collection.embedder;
   $("previous-embedder").textContent = collection.previous_embedder
     ? `(previous: ${collection.previous_embedder}, kept for rollback)`
@@ -54,6 +59,7 @@ function render() {
     $("migration-embedder"),
     state.embedders.filter((e) => e.id !== collection.embedder).map((e) => [e.id, e.id]),
   );
+  $("migration-start").disabled = !$("migration-embedder").value;
 }
 
 async function start(collection, path, body) {
@@ -71,23 +77,49 @@ async function follow(collection, jobId) {
   following = jobId;
   $("migration-job").hidden = false;
   $("migration-job-id").textContent = jobId;
+  let failures = 0;
   for (;;) {
     let job;
     try {
       job = await call("GET", `/admin/v1/jobs/${encodeURIComponent(jobId)}`);
+      failures = 0;
     } catch (error) {
+      if (following !== jobId) return;
       showError($("migration-error"), error);
-      return;
+      // A missing job or a refused key will not change by asking again; a dropped
+      // connection or a busy server (5xx, 429) will: keep following, more slowly.
+      if (!retryable(error)) return;
+      failures += 1;
+      await sleep(Math.min(POLL_MS * 2 ** failures, MAX_BACKOFF_MS));
+      continue;
     }
     if (following !== jobId || state.selected !== collection) return;
     showJob(job);
     if (JOB_DONE.has(job.status)) {
-      await loadCollections().catch(() => {});
+      await refreshCollections();
       return;
     }
     await sleep(POLL_MS);
   }
 }
+
+/** The job switched (or did not switch) the embedder: show the collection as it now is. */
+async function refreshCollections() {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      await loadCollections();
+      return;
+    } catch (error) {
+      if (!retryable(error) || attempt === 5) {
+        showError($("migration-error"), error);
+        return;
+      }
+      await sleep(POLL_MS * 2 ** attempt);
+    }
+  }
+}
+
+const retryable = (error) => error.status === 0 || error.status === 429 || error.status >= 500;
 
 function showJob(job) {
   const done = job.progress?.done ?? 0;

@@ -103,6 +103,12 @@ def serve(
     yield run
 
 
+def _print_refusal(response: Any) -> None:
+    # Tests provoke some 4xx on purpose; printed all the same, they cost nothing unless one fails.
+    if response.status >= 400:
+        print(f"{response.status} from {response.request.method} {response.url}")
+
+
 @pytest.fixture
 def open_page(browser: Any) -> Iterator[Callable[[str], Any]]:
     """open_page(url): a page in a fresh browser context. Every request the page makes is
@@ -120,6 +126,11 @@ def open_page(browser: Any) -> Iterator[Callable[[str], Any]]:
         page.set_default_timeout(30_000)
         page.on("request", lambda request: requests.append(request.url))
         page.on("pageerror", lambda error: errors.append(str(error)))
+        # Printed, so that a failed test's captured output says which call went wrong (a rare
+        # wait never ends: a page not updated after a job or a streamed answer).
+        page.on("requestfailed", lambda r: print(f"failed: {r.method} {r.url}: {r.failure}"))
+        page.on("response", _print_refusal)
+        page.on("console", lambda m: m.type == "error" and print(f"console error: {m.text}"))
         origins.append(url.rstrip("/") + "/")
         page.goto(url)
         return page

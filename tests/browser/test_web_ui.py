@@ -36,6 +36,30 @@ HOSTILE_FILENAME = "<img src=x onerror=window.__pwned=1>.md"
 
 Serve = Callable[..., AbstractContextManager[UiServer]]
 CURRENT_EMBEDDER_IS = "(id) => document.getElementById('current-embedder').textContent === id"
+MIGRATION_SHOWN = (
+    "#current-embedder",
+    "#migration-job-id",
+    "#migration-status",
+    "#migration-error",
+)
+
+
+def wait_for_embedder(page: Any, server: UiServer, embedder: str, timeout: float) -> None:
+    """Wait until the migration tab shows `embedder` as the current one; if it never does, say
+    what the page showed and what the server says of the job and the collection."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(CURRENT_EMBEDDER_IS, arg=embedder, timeout=timeout)
+    except PlaywrightTimeout as exc:
+        shown = {selector: page.locator(selector).inner_text() for selector in MIGRATION_SHOWN}
+        job_id = shown["#migration-job-id"]
+        job = server.http.get(f"/admin/v1/jobs/{job_id}").json() if job_id else None
+        collections = server.http.get("/v1/collections").json()
+        raise AssertionError(
+            f"the page never showed {embedder!r}; it shows {shown}; "
+            f"the server's job: {job}; its collections: {collections}"
+        ) from exc
 
 
 def drop_files(page: Any, selector: str, files: list[tuple[str, str]]) -> None:
@@ -60,9 +84,13 @@ def test_upload_two_files_and_watch_them_reach_done(
 ) -> None:
     with serve(SchemaFollowingGenerator()) as server:
         page = open_page(server.url)
+        page.wait_for_selector("text=No collections yet.")
+        # Nothing to ask yet: the button says so rather than ignoring a click.
+        assert page.locator("#ask-button").is_disabled()
         page.fill("#collection-name", "manuals")
         page.click("#collection-form button[type=submit]")
         page.wait_for_selector('button.collection[aria-pressed="true"] >> text=manuals')
+        assert page.locator("#ask-button").is_enabled()
         page.click('[data-tab="documents"]')
 
         drop_files(page, "#drop-zone", [(n, (corpus / n).read_text()) for n in (BIOS, SMTP)])
@@ -368,18 +396,21 @@ def test_embedder_migration_runs_and_rolls_back_from_the_page(
         server.ingest("mig", [(BIOS, (corpus / BIOS).read_bytes())])
         page = open_page(server.url)
         page.click('[data-tab="migration"]')
+        # Enabled once the collection is shown (read before, the current embedder is blank).
+        page.wait_for_selector("#migration-start:enabled")
         original = page.locator("#current-embedder").inner_text()
+        assert original == server.http.get("/v1/collections/mig").json()["embedder"]
         target = page.locator("#migration-embedder option").first.get_attribute("value")
         assert target and target != original
-        page.click("#migration-form button[type=submit]")
+        page.click("#migration-start")
         status = '[data-testid="migration-status"] >> text=succeeded'
         page.wait_for_selector(status, timeout=120_000)
-        page.wait_for_function(CURRENT_EMBEDDER_IS, arg=target)
+        wait_for_embedder(page, server, target, timeout=30_000)
         assert original in page.locator("#previous-embedder").inner_text()
         assert page.locator("#migration-progress").evaluate("p => p.value === p.max")
 
         page.click("#rollback")
-        page.wait_for_function(CURRENT_EMBEDDER_IS, arg=original, timeout=120_000)
+        wait_for_embedder(page, server, original, timeout=120_000)
         assert server.http.get("/v1/collections/mig").json()["embedder"] == original
         # A job that has ended cannot be cancelled: the button is gone, and the API says why.
         assert page.locator("#migration-cancel").is_hidden()
