@@ -72,8 +72,7 @@ def main() -> None:
     system = prompts.system_message(QUESTION, passages)
     relevance = prompts.relevance_messages(system, QUESTION, passages)
     schema = prompts.relevance_schema(passages, 120)
-    prompt = model.formatter(messages=relevance).prompt  # type: ignore[arg-type]
-    tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
+    tokens = model.chat.prompt_tokens(relevance)  # what serving sends
     rows: dict[str, list[dict[str, float]]] = {"raw": [], "raw_grammar": [], "pipeline": []}
     reuse: list[dict[str, float]] = []
     for _ in range(args.repeat):
