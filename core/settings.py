@@ -43,11 +43,14 @@ class BrokerSettings(BaseModel):
 
 
 class EmbedderSettings(BaseModel):
-    # The embedder of new collections (an existing collection keeps its own). auto: on CPU the
-    # int8 ONNX export of all-MiniLM-L6-v2 where it is installed (documents embed 1.1-1.3x
-    # faster than torch; hybrid recall@5 level with torch's on the dev sets, dense within 2
-    # points: docs/retrieval.md), on a GPU all-MiniLM-L6-v2 on torch. Or an embedder id.
+    # The embedder of new collections (an existing collection keeps its own). auto:
+    # all-MiniLM-L6-v2 on torch, except on a CPU without native bfloat16, where the int8 ONNX
+    # export of the same model is faster (1.1x) where it is installed. Or an embedder id.
     default: str = "auto"
+    # Arithmetic of torch embedders. auto: bfloat16 on a CPU that computes it natively
+    # (AVX512-BF16 or AMX: documents embed 1.6-1.9x faster, vectors at cosine 0.9999 to
+    # float32's, docs/performance.md), else float32 (also on CUDA).
+    precision: Literal["auto", "float32", "bfloat16"] = "auto"
     batch_size: int = 64
     # torch CPU threads per process; 0 keeps torch's default (all cores). 1 keeps query
     # latency steady when API processes share cores with workers.

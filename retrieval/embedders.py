@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -120,18 +121,40 @@ def resolve_device(setting: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+@lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX; Linux flags)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_precision(setting: str, device: str) -> str:
+    """embedder.precision with auto decided: bfloat16 on a CPU that has it natively (emulated,
+    it is slower than float32), float32 otherwise."""
+    if setting != "auto":
+        return setting
+    return "bfloat16" if device == "cpu" and cpu_has_native_bf16() else "float32"
+
+
 class SentenceTransformerEmbedder:
     """A sentence-transformers model loaded from a local folder."""
 
-    def __init__(self, spec: EmbedderSpec, *, device: str, batch_size: int) -> None:
+    def __init__(
+        self, spec: EmbedderSpec, *, device: str, batch_size: int, precision: str = "float32"
+    ) -> None:
         # Weights come from a local folder; make sure nothing tries the hub.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
         self.id = spec.id
+        self.precision = precision
         self._spec = spec
         self._batch_size = batch_size
+        self._device_type = device.split(":")[0]
         self._model = SentenceTransformer(spec.path, device=device, local_files_only=True)
         # Renamed in sentence-transformers 5; accept both names.
         get_dim = getattr(self._model, "get_embedding_dimension", None)
@@ -152,6 +175,19 @@ class SentenceTransformerEmbedder:
         return self._encode([self._spec.query_prefix + t for t in texts])
 
     def _encode(self, texts: list[str]) -> np.ndarray:
+        if self.precision != "bfloat16":
+            return self._encode_as_is(texts)
+        import torch
+
+        # Weights stay float32; matrix products run in bfloat16 (torch's autocast, per thread).
+        with torch.autocast(self._device_type, dtype=torch.bfloat16):
+            vectors = self._encode_as_is(texts)
+        # Unit length to float32 precision, whatever precision the model's own norm had.
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        out: np.ndarray = np.ascontiguousarray(vectors / np.maximum(norms, 1e-12))
+        return out
+
+    def _encode_as_is(self, texts: list[str]) -> np.ndarray:
         vectors = self._model.encode(
             texts,
             batch_size=self._batch_size,
@@ -239,7 +275,12 @@ def load_embedder(embedder_id: str, settings: EmbedderSettings) -> Embedder:
         import torch
 
         torch.set_num_threads(settings.num_threads)
-    return SentenceTransformerEmbedder(spec, device=device, batch_size=settings.batch_size)
+    return SentenceTransformerEmbedder(
+        spec,
+        device=device,
+        batch_size=settings.batch_size,
+        precision=resolve_precision(settings.precision, device),
+    )
 
 
 class EmbedderPool:
@@ -265,10 +306,13 @@ class EmbedderPool:
 
     def default_id(self) -> str:
         """The embedder of new collections: embedder.default, with auto resolved here (the
-        int8 export on CPU where it is installed, else the torch model)."""
+        torch model, unless it would run on a CPU in float32 and the int8 export is installed,
+        which is faster there)."""
         if self._settings.default != "auto":
             return self._settings.default
-        if MINILM_INT8 in self.specs() and resolve_device(self._settings.device) == "cpu":
+        device = resolve_device(self._settings.device)
+        slow_torch = resolve_precision(self._settings.precision, device) == "float32"
+        if device == "cpu" and slow_torch and MINILM_INT8 in self.specs():
             return MINILM_INT8
         return DEFAULT_EMBEDDER
 

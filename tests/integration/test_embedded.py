@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from core import repository
 from core.db import Database
 from core.settings import EmbedderSettings, Settings
-from retrieval.embedders import DEFAULT_EMBEDDER, MINILM_INT8
+from retrieval.embedders import DEFAULT_EMBEDDER, MINILM_INT8, cpu_has_native_bf16
 from tests.integration.conftest import new_collection, search, upload, wait_job
 
 ACID = "foldoc-acid-293.md"
@@ -37,9 +37,10 @@ def test_embedded_default_ingests_and_searches(
     assert [e["filename"] for e in job["errors"]] == ["bad.pdf"]
     result = search(client, name, "atomicity consistency isolation durability")
     assert result["hits"][0]["filename"] == ACID
-    # On this CPU machine new collections embed with the int8 export (embedder.default auto).
-    assert result["embedder"] == MINILM_INT8
-    assert client.get(f"/v1/collections/{name}").json()["embedder"] == MINILM_INT8
+    # embedder.default auto: torch in bfloat16 where the CPU has it natively, else int8 ONNX.
+    expected = DEFAULT_EMBEDDER if cpu_has_native_bf16() else MINILM_INT8
+    assert result["embedder"] == expected
+    assert client.get(f"/v1/collections/{name}").json()["embedder"] == expected
     assert (tmp_path / "rag.sqlite3").exists()
 
 

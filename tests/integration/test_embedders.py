@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from retrieval.embedders import DEFAULT_EMBEDDER, MINILM_INT8, EmbedderPool
 
@@ -55,14 +56,50 @@ def test_questions_use_the_int8_twin_on_cpu_unless_told_otherwise(
         assert int(np.argmax(documents @ encoder.embed_query(question))) == expected
 
 
-def test_new_collections_default_to_the_int8_export_on_cpu() -> None:
+def test_new_collections_default_to_the_faster_encoder_of_this_machine() -> None:
     from core.settings import EmbedderSettings
 
-    assert EmbedderPool(EmbedderSettings(device="cpu")).default_id() == MINILM_INT8
+    # torch in float32 on a CPU is the slowest: the int8 export instead.
+    cpu_f32 = EmbedderSettings(device="cpu", precision="float32")
+    assert EmbedderPool(cpu_f32).default_id() == MINILM_INT8
+    cpu_bf16 = EmbedderSettings(device="cpu", precision="bfloat16")
+    assert EmbedderPool(cpu_bf16).default_id() == DEFAULT_EMBEDDER
     # On a GPU torch is the faster; a named default is taken as it is.
     assert EmbedderPool(EmbedderSettings(device="cuda")).default_id() == DEFAULT_EMBEDDER
-    named = EmbedderSettings(device="cpu", default=DEFAULT_EMBEDDER)
+    named = EmbedderSettings(device="cpu", precision="float32", default=DEFAULT_EMBEDDER)
     assert EmbedderPool(named).default_id() == DEFAULT_EMBEDDER
+
+
+def test_precision_auto_is_bfloat16_only_on_a_cpu_that_has_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from retrieval import embedders as module
+
+    monkeypatch.setattr(module, "cpu_has_native_bf16", lambda: True)
+    assert module.resolve_precision("auto", "cpu") == "bfloat16"
+    assert module.resolve_precision("auto", "cuda") == "float32"
+    assert module.resolve_precision("float32", "cpu") == "float32"
+    monkeypatch.setattr(module, "cpu_has_native_bf16", lambda: False)
+    assert module.resolve_precision("auto", "cpu") == "float32"
+    assert module.resolve_precision("bfloat16", "cpu") == "bfloat16"
+
+
+def test_bfloat16_torch_vectors_match_float32_ones() -> None:
+    from core.settings import EmbedderSettings
+    from retrieval.embedders import SentenceTransformerEmbedder, get_spec
+
+    spec = get_spec(DEFAULT_EMBEDDER, EmbedderSettings())
+    fp32 = SentenceTransformerEmbedder(spec, device="cpu", batch_size=64, precision="float32")
+    bf16 = SentenceTransformerEmbedder(spec, device="cpu", batch_size=64, precision="bfloat16")
+    texts = [*TEXTS, "word " * 300]  # one past the 256-token limit
+    a, b = fp32.embed_documents(texts), bf16.embed_documents(texts)
+
+    assert b.shape == (4, 384) and b.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, rtol=1e-5)
+    assert np.all(np.sum(a * b, axis=1) > 0.999)
+    assert not np.array_equal(a, b)  # bfloat16 did run
+    query = bf16.embed_query("What does BIOS stand for?")
+    assert int(np.argmax(a @ query)) == 0
 
 
 def test_concurrent_questions_are_encoded_in_batches_with_the_same_vectors() -> None:
