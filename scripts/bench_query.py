@@ -4,9 +4,11 @@ Measures, in one run:
 - pipeline overhead = total time - generator time, p50 (self-reasoning, cache bypassed);
 - prompt tokens the generator had to compute (prompt - reused prefix) for the three steps vs
   one-call RAG on the same questions;
-- cached /v1/query p50 and throughput vs a bare FastAPI endpoint doing the same Redis GET.
+- cached /v1/query p50 and throughput vs a bare FastAPI endpoint doing the same Redis GET;
+- with --concurrency N: uncached one-call queries sent one at a time, then from N clients at
+  once, throughput and p95 of each (the embedded backend generates one answer at a time).
 
-    .venv/bin/python scripts/bench_query.py [--questions N] [--docs N]
+    .venv/bin/python scripts/bench_query.py [--questions N] [--docs N] [--concurrency N]
 """
 
 from __future__ import annotations
@@ -69,6 +71,24 @@ def load(client: httpx.Client, total: int, body: dict[str, Any], path: str) -> d
     return {"rps": round(total / elapsed, 1), **latency_summary(latencies)}
 
 
+def uncached(
+    client: httpx.Client, questions: list[dict[str, Any]], mode: str, threads: int
+) -> dict[str, float]:
+    """Every question once, cache bypassed, from `threads` clients; throughput and latency."""
+
+    def one(question: dict[str, Any]) -> float:
+        body = {"collection": "bench", "question": question["question"], "mode": mode}
+        started = time.perf_counter()
+        checked(client.post("/v1/query", json={**body, "use_cache": False}))
+        return (time.perf_counter() - started) * 1000
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        latencies = list(pool.map(one, questions))
+    elapsed = time.perf_counter() - started
+    return {"rps": round(len(questions) / elapsed, 3), **latency_summary(latencies)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--corpus", type=Path, default=REPO_ROOT.parent / "shared/eval-dev/corpus")
@@ -82,6 +102,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--cached-only", action="store_true", help="skip the LLM runs; only the cached path"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=0,
+        help="also send the questions' uncached one-call queries from this many clients at once",
     )
     args = parser.parse_args()
     rows = [
@@ -159,6 +185,15 @@ def main() -> None:
             computed["steps"] / max(1, computed["one_call"]), 3
         )
 
+        if args.concurrency > 1:
+            one_at_a_time = uncached(client, questions, "one_call", 1)
+            together = uncached(client, questions, "one_call", args.concurrency)
+            results["uncached_one_call"] = {
+                "one_at_a_time": one_at_a_time,
+                f"concurrency_{args.concurrency}": together,
+                "throughput_ratio": round(together["rps"] / one_at_a_time["rps"], 3),
+            }
+
         cached_body = {"collection": "bench", "question": questions[0]["question"]}
         checked(client.post("/v1/query", json=cached_body))
         assert checked(client.post("/v1/query", json=cached_body))["cached"] is True
@@ -225,10 +260,25 @@ def main() -> None:
                 ["cached query throughput, req/s", results["cached_service"]["concurrent"]["rps"]],
                 ["bare endpoint throughput, req/s", results["cached_bare"]["concurrent"]["rps"]],
                 ["throughput ratio", results["cached_throughput_ratio"]],
+                *uncached_rows(results, args.concurrency),
             ],
         )
     )
     log(f"results in {path}")
+
+
+def uncached_rows(results: dict[str, Any], concurrency: int) -> list[list[Any]]:
+    measured = results.get("uncached_one_call")
+    if not measured:
+        return []
+    alone, together = measured["one_at_a_time"], measured[f"concurrency_{concurrency}"]
+    return [
+        ["uncached one-call, one at a time: req/s", alone["rps"]],
+        ["  p50 / p95 ms", f"{alone['p50_ms']} / {alone['p95_ms']}"],
+        [f"uncached one-call, {concurrency} at once: req/s", together["rps"]],
+        ["  p50 / p95 ms", f"{together['p50_ms']} / {together['p95_ms']}"],
+        ["  throughput ratio", measured["throughput_ratio"]],
+    ]
 
 
 if __name__ == "__main__":
