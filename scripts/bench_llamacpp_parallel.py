@@ -129,20 +129,13 @@ Timed = tuple[float, float, list[list[int]]]  # wall s, decode s, the tokens gen
 
 
 def sequential(ctx: Context, prompt_tokens: list[list[int]], n_tokens: int) -> Timed:
-    """Answer the prompts one after another."""
-    decode_s = 0.0
-    outputs = []
-    start = time.perf_counter()
-    for tokens in prompt_tokens:
-        ctx.clear()
-        out = [ctx.prefill(tokens, 0)]
-        began = time.perf_counter()
-        for step in range(n_tokens - 1):
-            ctx.decode([(out[-1], len(tokens) + step, 0, True)])
-            out.append(ctx.argmax(0))
-        decode_s += time.perf_counter() - began
-        outputs.append(out)
-    return time.perf_counter() - start, decode_s, outputs
+    """Answer the prompts one after another: each alone, as a batch of one sequence."""
+    runs = [parallel(ctx, [tokens], n_tokens) for tokens in prompt_tokens]
+    return (
+        sum(wall for wall, _, _ in runs),
+        sum(decode for _, decode, _ in runs),
+        [out for _, _, (out,) in runs],
+    )
 
 
 def parallel(ctx: Context, prompt_tokens: list[list[int]], n_tokens: int) -> Timed:

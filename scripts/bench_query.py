@@ -56,37 +56,37 @@ async def bare() -> Response:
 """
 
 
-def load(client: httpx.Client, total: int, body: dict[str, Any], path: str) -> dict[str, float]:
-    """`total` POSTs from 8 threads; requests per second and latency."""
+def timed_posts(
+    client: httpx.Client, path: str, bodies: list[dict[str, Any]], threads: int, digits: int = 3
+) -> dict[str, float]:
+    """POST every body from `threads` clients at once; requests per second and latency."""
 
-    def one(_: int) -> float:
+    def one(body: dict[str, Any]) -> float:
         started = time.perf_counter()
         checked(client.post(path, json=body))
         return (time.perf_counter() - started) * 1000
 
     started = time.perf_counter()
-    with ThreadPoolExecutor(8) as pool:
-        latencies = list(pool.map(one, range(total)))
+    with ThreadPoolExecutor(threads) as pool:
+        latencies = list(pool.map(one, bodies))
     elapsed = time.perf_counter() - started
-    return {"rps": round(total / elapsed, 1), **latency_summary(latencies)}
+    return {"rps": round(len(bodies) / elapsed, digits), **latency_summary(latencies)}
+
+
+def load(client: httpx.Client, total: int, body: dict[str, Any], path: str) -> dict[str, float]:
+    """`total` POSTs of the same body from 8 threads."""
+    return timed_posts(client, path, [body] * total, 8, digits=1)
 
 
 def uncached(
     client: httpx.Client, questions: list[dict[str, Any]], mode: str, threads: int
 ) -> dict[str, float]:
-    """Every question once, cache bypassed, from `threads` clients; throughput and latency."""
-
-    def one(question: dict[str, Any]) -> float:
-        body = {"collection": "bench", "question": question["question"], "mode": mode}
-        started = time.perf_counter()
-        checked(client.post("/v1/query", json={**body, "use_cache": False}))
-        return (time.perf_counter() - started) * 1000
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(threads) as pool:
-        latencies = list(pool.map(one, questions))
-    elapsed = time.perf_counter() - started
-    return {"rps": round(len(questions) / elapsed, 3), **latency_summary(latencies)}
+    """Every question once, cache bypassed, from `threads` clients."""
+    bodies = [
+        {"collection": "bench", "question": q["question"], "mode": mode, "use_cache": False}
+        for q in questions
+    ]
+    return timed_posts(client, "/v1/query", bodies, threads)
 
 
 def main() -> None:
