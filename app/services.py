@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from core import repository
+from core.collection_state import CollectionStates
 from core.db import Database
 from core.migrate import upgrade
 from core.settings import Settings
@@ -64,13 +65,18 @@ class Services:
         lexical = Bm25Store(db, settings.retrieval.bm25, settings.index_dir / "bm25")
         # A deleted collection's BM25 index and snapshot go with its FAISS ones.
         indexes.on_collection_deleted(lexical.drop)
-        searcher = Searcher(db, embedders, indexes, lexical, settings.index, settings.retrieval)
+        states = CollectionStates(
+            db, enabled=settings.database.state_cache, ping_s=settings.database.state_cache_ping_s
+        )
+        searcher = Searcher(
+            db, embedders, indexes, lexical, settings.index, settings.retrieval, states
+        )
         queue = make_queue(settings)
         generator = generator or start_generator(settings)
         cache = make_cache(settings.redis.url, settings.cache)
         pipeline = SelfReasoningPipeline(generator, searcher, db, settings.generation.pipeline)
         adapters = AdapterRegistry(db, generator, settings.generation.adapters_dir)
-        queries = QueryService(pipeline, cache, db, settings.generation.pipeline, adapters)
+        queries = QueryService(pipeline, cache, states, settings.generation.pipeline, adapters)
         services = cls(
             settings,
             db,
@@ -147,6 +153,7 @@ class Services:
 
     async def aclose(self) -> None:
         await self.generator.aclose()
+        await self.cache.aclose()
         self.close()
 
     def close(self) -> None:
@@ -157,6 +164,7 @@ class Services:
         self.indexes.save_snapshots()
         self.lexical.save_snapshots()
         self.cache.close()
+        self.searcher.states.close()
         if self.settings.embedded_worker:
             install_context(None)
         self.db.dispose()

@@ -18,9 +18,18 @@ class DatabaseSettings(BaseModel):
     # Empty means SQLite at <data_dir>/rag.sqlite3.
     url: str = ""
     pool_size: int = 10
+    # Connections for single reads without a transaction (chunk hydration, collection states):
+    # this many kept, as many again on demand. Postgres only.
+    read_pool_size: int = 5
     echo: bool = False
     # Run `alembic upgrade head` when the API starts (compose runs a one-shot migrate instead).
     auto_migrate: bool = True
+    # Cache collection states (id, index version, embedder, retrieval mode) in each API
+    # process, dropped on every change (Postgres LISTEN/NOTIFY, SQLite data_version):
+    # searches and queries then skip one database round trip (core/collection_state.py).
+    state_cache: bool = True
+    # Check the LISTEN connection with a query when it has been quiet this long.
+    state_cache_ping_s: float = 5.0
 
 
 class RedisSettings(BaseModel):

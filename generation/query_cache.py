@@ -25,12 +25,19 @@ KEY_PREFIX = "rag:query:"
 
 class QueryCache(Protocol):
     def get(self, key: str) -> dict[str, Any] | None: ...
+    async def aget(self, key: str) -> dict[str, Any] | None:
+        """`get` on the event loop."""
+        ...
+
     def set(self, key: str, value: dict[str, Any]) -> None: ...
     def check(self) -> str:
         """Readiness: "ok", "memory", or "down"."""
         ...
 
     def close(self) -> None: ...
+    async def aclose(self) -> None:
+        """Close what `aget` opened on the event loop."""
+        ...
 
 
 def normalize_question(question: str) -> str:
@@ -63,6 +70,9 @@ class MemoryQueryCache:
             self._items.move_to_end(key)
             return item[1]
 
+    async def aget(self, key: str) -> dict[str, Any] | None:
+        return self.get(key)  # a dictionary read under a lock held for microseconds
+
     def set(self, key: str, value: dict[str, Any]) -> None:
         with self._lock:
             self._items[key] = (time.monotonic() + self._ttl, value)
@@ -76,17 +86,28 @@ class MemoryQueryCache:
     def close(self) -> None:
         self._items.clear()
 
+    async def aclose(self) -> None:
+        pass
+
 
 class RedisQueryCache:
     """Redis with short timeouts: a dead or slow Redis costs a miss, never a failed query."""
 
+    OPTIONS: dict[str, Any] = {
+        "socket_timeout": 0.25,
+        "socket_connect_timeout": 0.25,
+        "health_check_interval": 30,
+    }
+
     def __init__(self, url: str, settings: CacheSettings) -> None:
         import redis
 
+        self._url = url
         self._ttl = settings.ttl_s
-        self._client = redis.Redis.from_url(
-            url, socket_timeout=0.25, socket_connect_timeout=0.25, health_check_interval=30
-        )
+        self._client = redis.Redis.from_url(url, **self.OPTIONS)
+        # The event loop's client (redis.asyncio), made on the first `aget`: it belongs to the
+        # loop that first uses it.
+        self._async: Any = None
         self._errors = (redis.RedisError, OSError)
 
     def get(self, key: str) -> dict[str, Any] | None:
@@ -95,10 +116,19 @@ class RedisQueryCache:
         except self._errors as exc:
             log.warning("query cache unavailable: %s", exc.__class__.__name__)
             return None
-        if raw is None:
+        return _decode(raw)
+
+    async def aget(self, key: str) -> dict[str, Any] | None:
+        if self._async is None:
+            import redis.asyncio
+
+            self._async = redis.asyncio.Redis.from_url(self._url, **self.OPTIONS)
+        try:
+            raw = await self._async.get(key)
+        except (*self._errors, TimeoutError) as exc:
+            log.warning("query cache unavailable: %s", exc.__class__.__name__)
             return None
-        value: dict[str, Any] = json.loads(raw)
-        return value
+        return _decode(raw)
 
     def set(self, key: str, value: dict[str, Any]) -> None:
         try:
@@ -115,6 +145,18 @@ class RedisQueryCache:
 
     def close(self) -> None:
         self._client.close()
+
+    async def aclose(self) -> None:
+        if self._async is not None:
+            client, self._async = self._async, None
+            await client.aclose()
+
+
+def _decode(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    value: dict[str, Any] = json.loads(raw)
+    return value
 
 
 def make_cache(redis_url: str, settings: CacheSettings) -> QueryCache:

@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import repository
-from core.db import Database
+from core.collection_state import CollectionState, CollectionStates
 from core.metrics import GENERATOR_TOKENS, QUERY_CACHE_REQUESTS, QUERY_STEP_SECONDS
 from core.settings import PipelineSettings
 from generation.adapters import AdapterRegistry
@@ -32,14 +31,14 @@ class QueryService:
         self,
         pipeline: SelfReasoningPipeline,
         cache: QueryCache,
-        db: Database,
+        states: CollectionStates,
         settings: PipelineSettings,
         adapters: AdapterRegistry,
     ) -> None:
         self._pipeline = pipeline
         self._adapters = adapters
         self._cache = cache
-        self._db = db
+        self._states = states
         self._settings = settings
         # Settings never change in a process: dump them into the key parts once.
         self._pipeline_parts = settings.model_dump()
@@ -50,27 +49,35 @@ class QueryService:
 
     async def prepare(self, options: QueryOptions) -> PreparedQuery:
         """Fail early (unknown collection or adapter, as RagError), compute the cache key and
-        look it up — the collection read and the cache read in one trip to a thread."""
+        look it up. A collection state the cache holds is read on the event loop, with the
+        query cache's async client; otherwise the database read and the cache read go to a
+        thread together."""
         started = time.perf_counter()
         model = self._pipeline.generator.model
         if options.adapter is not None:
             # Loaded on first use from its registration or bundled folder.
             model = await self._adapters.ensure(options.adapter)
-        return await asyncio.to_thread(self._prepare, options, model, started)
+        state = self._states.peek(options.collection)
+        if state is None:
+            return await asyncio.to_thread(self._prepare, options, model, started)
+        key = self._key(options, model, state)
+        cached = await self._cache.aget(key) if options.use_cache else None
+        return self._prepared(options, key, cached, started)
 
     def _prepare(self, options: QueryOptions, model: str, started: float) -> PreparedQuery:
-        with self._db.session() as session:
-            collection_id, version, embedder = repository.collection_state(
-                session, options.collection
-            )
-        key = cache_key(
+        key = self._key(options, model, self._states.get(options.collection))
+        cached = self._cache.get(key) if options.use_cache else None
+        return self._prepared(options, key, cached, started)
+
+    def _key(self, options: QueryOptions, model: str, state: CollectionState) -> str:
+        return cache_key(
             question=options.question,
             collection=options.collection,
             # The id as well as the name: a collection deleted and created again under the same
             # name starts at version 0 again, and must not be served the old one's answers.
-            collection_id=collection_id,
-            index_version=version,
-            embedder=embedder,
+            collection_id=state.id,
+            index_version=state.index_version,
+            embedder=state.embedder,
             model=model,  # the base model, or which adapter (name, path, manifest date)
             mode=options.mode,
             top_k=options.top_k,
@@ -78,9 +85,12 @@ class QueryService:
             allow_unsupported=options.allow_unsupported,
             pipeline=self._pipeline_parts,
         )
-        cached = None
+
+    @staticmethod
+    def _prepared(
+        options: QueryOptions, key: str, cached: dict[str, Any] | None, started: float
+    ) -> PreparedQuery:
         if options.use_cache:
-            cached = self._cache.get(key)
             QUERY_CACHE_REQUESTS.labels("miss" if cached is None else "hit").inc()
         return PreparedQuery(options, key, cached, started)
 

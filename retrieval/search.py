@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from core import repository
+from core.collection_state import CollectionStates
 from core.db import Database
 from core.settings import IndexSettings, RetrievalMode, RetrievalSettings
 from retrieval.bm25_store import Bm25Store
@@ -68,8 +69,10 @@ class Searcher:
         lexical: Bm25Store,
         settings: IndexSettings,
         retrieval: RetrievalSettings,
+        states: CollectionStates | None = None,
     ) -> None:
         self._db = db
+        self.states = states or CollectionStates(db, enabled=False)
         self._embedders = embedders
         self._indexes = indexes
         self._lexical = lexical
@@ -85,15 +88,9 @@ class Searcher:
     ) -> SearchResult:
         """The top_k chunks for the query. `retrieval` overrides the collection's setting,
         which overrides the server default (settings.retrieval.default)."""
-        with self._db.session() as session:
-            collection = repository.get_collection(session, collection_name)
-            collection_id, version, embedder_id, stored = (
-                collection.id,
-                collection.index_version,
-                collection.embedder,
-                collection.retrieval,
-            )
-        mode = retrieval or stored or self._retrieval.default
+        state = self.states.get(collection_name)
+        collection_id, version, embedder_id = state.id, state.index_version, state.embedder
+        mode = retrieval or state.retrieval or self._retrieval.default
         # Dense alone overfetches so deletions not yet caught up can be dropped; a ranking that
         # is fused also needs depth, or a chunk ranked well by only one side never surfaces.
         overfetch = top_k * max(1, self._settings.overfetch)
@@ -112,8 +109,7 @@ class Searcher:
             )
         # A connection is taken only now, not while the question is encoded (batched encodes
         # wait for each other; holding connections then would drain the pool).
-        with self._db.session() as session:
-            hits = hydrate(session, ranked, top_k, overfetch)
+        hits = self._db.read(lambda session: hydrate(session, ranked, top_k, overfetch))
         return SearchResult(hits, version, embedder_id, mode)
 
     def _dense(

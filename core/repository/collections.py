@@ -51,17 +51,18 @@ def get_collection(session: Session, name: str, *, for_update: bool = False) -> 
     return collection
 
 
-def collection_state(session: Session, name: str) -> tuple[str, int, str]:
-    """(id, index_version, active embedder) of a collection by name: three columns, no ORM
-    object (the cached-query path reads this on every request)."""
+def collection_state(session: Session, name: str) -> tuple[str, int, str, str | None]:
+    """(id, index_version, active embedder, retrieval mode) of a collection by name: four
+    columns, no ORM object (searches and queries read this on every request the
+    collection-state cache cannot answer)."""
     row = session.execute(
-        select(Collection.id, Collection.index_version, Collection.embedder).where(
-            Collection.name == name
-        )
+        select(
+            Collection.id, Collection.index_version, Collection.embedder, Collection.retrieval
+        ).where(Collection.name == name)
     ).one_or_none()
     if row is None:
         raise RagError("collection_not_found", f"collection {name!r} does not exist")
-    return str(row[0]), int(row[1]), str(row[2])
+    return str(row[0]), int(row[1]), str(row[2]), row[3]
 
 
 def list_collections(session: Session) -> Sequence[Collection]:
