@@ -9,6 +9,7 @@ Measures, in one run:
   once, throughput and p95 of each (the embedded backend generates one answer at a time).
 
     .venv/bin/python scripts/bench_query.py [--questions N] [--docs N] [--concurrency N]
+        [--cached-only] [--set RAG_NAME=VALUE ...]
 """
 
 from __future__ import annotations
@@ -109,7 +110,15 @@ def main() -> None:
         default=0,
         help="also send the questions' uncached one-call queries from this many clients at once",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="RAG_NAME=VALUE",
+        help="a setting for the service (repeatable), e.g. RAG_DATABASE__STATE_CACHE=false",
+    )
     args = parser.parse_args()
+    overrides = dict(item.split("=", 1) for item in args.set)
     rows = [
         json.loads(line) for line in args.questions_file.read_text().splitlines() if line.strip()
     ]
@@ -123,7 +132,7 @@ def main() -> None:
     results: dict[str, Any] = {"questions": len(questions), "documents": len(docs)}
 
     with tempfile.TemporaryDirectory() as tmp, services() as started:
-        env = service_env(RAG_DATA_DIR=tmp, RAG_REDIS__URL=CACHE_URL)
+        env = service_env(RAG_DATA_DIR=tmp, RAG_REDIS__URL=CACHE_URL, **overrides)
         port = free_port()
         api = Service(
             "api",

@@ -3,24 +3,23 @@
     .venv/bin/python scripts/bench_search.py [--chunks 100000] [--queries 300] [--no-flat]
         [--chunks 3000]  # a small collection
 
-A fresh database gets one collection of synthetic documents whose chunks carry real corpus text
-but random L2-normalized vectors (dim 384), plus the real chunks of a few corpus documents
-embedded with the real model (torch, as the workers embed), so the questions about those
-documents have a true answer. The API runs as a uvicorn subprocess with default settings (IVF
-past 50k vectors, questions encoded by the int8 twin and batched across concurrent searches);
-next to it run the same API with the torch query encoder (RAG_EMBEDDER__QUERY_ENCODER=same),
-without query batching, with a 2 ms batching window, without the collection-state cache
-(RAG_DATABASE__STATE_CACHE=false: one more database read per search), optionally with OMP_NUM_THREADS=1
-(--one-thread), and with RAG_INDEX__KIND=flat (--no-flat skips it). Each is started in turn:
-readiness, then the first search, which waits for the index build (reported, next to an
-explicit rebuild through the admin route at the end), then 20 warm-up searches. The timed
-queries then go sequentially, each to every API through its own keep-alive client and to
-`embed_query` in this process (torch and int8), in a shuffled order per query, so the shared
-machine's drifting load hits every variant alike; /healthz gives the HTTP floor. Then the
-queries go `--concurrency` at a time to each API in alternating rounds: searches/s batched vs
-not. The flat run gives the IVF results' overlap with exact search, and "answer found" shows
-the twin's questions find what the torch ones find. Prints Markdown tables and writes
-bench-results/*.json.
+A fresh database gets one collection of synthetic documents whose chunks carry real corpus text but
+random L2-normalized vectors (dim 384), plus the real chunks of a few corpus documents embedded with
+the real model (torch, as the workers embed), so the questions about those documents have a true
+answer. The API runs as a uvicorn subprocess with default settings (IVF past 50k vectors, questions
+encoded by the int8 twin and batched across concurrent searches); next to it run the same API with
+the torch query encoder (RAG_EMBEDDER__QUERY_ENCODER=same), without query batching, with a 2 ms
+batching window, without the collection-state cache (RAG_DATABASE__STATE_CACHE=false: one more
+database read per search), optionally with OMP_NUM_THREADS=1 (--one-thread), and with
+RAG_INDEX__KIND=flat (--no-flat skips it). Each is started in turn: readiness, then the first
+search, which waits for the index build (reported, next to an explicit rebuild through the admin
+route at the end), then 20 warm-up searches. The timed queries then go sequentially, each to every
+API through its own keep-alive client and to `embed_query` in this process (torch and int8), in a
+shuffled order per query, so the shared machine's drifting load hits every variant alike; /healthz
+gives the HTTP floor. Then the queries go `--concurrency` at a time to each API in alternating
+rounds: searches/s batched vs not. The flat run gives the IVF results' overlap with exact search,
+and "answer found" shows the twin's questions find what the torch ones find. Prints Markdown tables
+and writes bench-results/*.json.
 """
 
 from __future__ import annotations
