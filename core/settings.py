@@ -186,6 +186,10 @@ class PipelineSettings(BaseModel):
     # that emits the whole trajectory (for a model or adapter trained to do so).
     mode: Literal["steps", "single_pass"] = "steps"
     max_evidence: int = 3
+    # The evidence step chooses among this many sentences of the relevant passages, ranked by
+    # BM25 against the question fused with reading order (generation/evidence_ranking.py);
+    # 0: among all of them. 4 measured best on the train splits (docs/benchmarks.md).
+    evidence_candidates: int = 4
     reason_max_chars: int = 120
     analysis_max_chars: int = 600
     answer_max_chars: int = 200

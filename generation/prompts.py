@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.settings import PipelineSettings
+from generation.evidence_ranking import ranked_sentence_ids
 from generation.generator import Message
 from retrieval.chunker import Sentence, split_sentences
 from retrieval.search import Hit
 
 # Names this wording of the step prompts: trajectories and adapters record it, since an adapter
 # trained on one wording is tuned to it. Change it whenever a prompt or schema changes.
-PROMPT_VERSION = "steps-2026-12"
+# steps-2026-12b: the evidence step offers ranked candidate sentences (evidence_candidates).
+PROMPT_VERSION = "steps-2026-12b"
 
 _SPACES = re.compile(r"\s+")
 # Keep the fence intact whatever the document contains.
@@ -145,9 +147,24 @@ def relevance_schema(passages: list[Passage], reason_chars: int) -> dict[str, An
 
 
 def evidence_messages(
-    system: Message, question: str, relevant: list[Passage], max_items: int
+    system: Message,
+    question: str,
+    relevant: list[Passage],
+    max_items: int,
+    candidates: list[str] | None = None,
 ) -> list[Message]:
     numbers = ", ".join(str(p.number) for p in relevant)
+    if candidates:
+        listed = ", ".join(f"[{c}]" for c in candidates)
+        return _step(
+            system,
+            question,
+            f"Step 2, evidence. The relevant documents are: {numbers}. Their sentences that "
+            f"share the most with the question are, likeliest first: {listed}. Choose at most "
+            f"{max_items} of these sentence ids whose sentences state the answer to the "
+            "question, the best first, each with a reason of at most 15 words saying what it "
+            "states.",
+        )
     return _step(
         system,
         question,
@@ -157,8 +174,13 @@ def evidence_messages(
     )
 
 
-def evidence_schema(relevant: list[Passage], max_items: int, reason_chars: int) -> dict[str, Any]:
-    ids = [p.sentence_id(i) for p in relevant for i in range(len(p.sentences))]
+def evidence_schema(
+    relevant: list[Passage],
+    max_items: int,
+    reason_chars: int,
+    candidates: list[str] | None = None,
+) -> dict[str, Any]:
+    ids = candidates or [p.sentence_id(i) for p in relevant for i in range(len(p.sentences))]
     return {
         "type": "object",
         "properties": {
@@ -229,13 +251,23 @@ def relevance_request(
     )
 
 
+def evidence_candidates(question: str, relevant: list[Passage], limit: int) -> list[str] | None:
+    """The sentence ids the evidence step may choose, likeliest first
+    (generation/evidence_ranking.py); None, every sentence, when `limit` is 0 or covers them."""
+    total = sum(len(p.sentences) for p in relevant)
+    if limit <= 0 or total <= limit:
+        return None
+    return ranked_sentence_ids(question, relevant)[:limit]
+
+
 def evidence_request(
     system: Message, question: str, relevant: list[Passage], s: PipelineSettings
 ) -> StepRequest:
+    candidates = evidence_candidates(question, relevant, s.evidence_candidates)
     return StepRequest(
         "evidence",
-        evidence_messages(system, question, relevant, s.max_evidence),
-        evidence_schema(relevant, s.max_evidence, s.reason_max_chars),
+        evidence_messages(system, question, relevant, s.max_evidence, candidates),
+        evidence_schema(relevant, s.max_evidence, s.reason_max_chars, candidates),
         s.max_tokens_evidence,
     )
 

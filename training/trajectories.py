@@ -227,21 +227,28 @@ def build_trajectory(
         by_id = {
             p.sentence_id(i): p.sentence_text(i) for p in relevant for i in range(len(p.sentences))
         }
+        request = prompts.evidence_request(system, q.question, relevant, s)
+        # With evidence candidates on, the target names only sentences the step offers (the
+        # schema's enum), unless it offers none of the gold ones.
+        offered = set(
+            request.schema["properties"]["evidence"]["items"]["properties"]["sentence"]["enum"]
+        )
+        chosen = [sid for sid in gold.evidence if sid in offered] or gold.evidence
         steps.append(
             _step(
-                prompts.evidence_request(system, q.question, relevant, s),
+                request,
                 {
                     "evidence": [
                         {
                             "sentence": sid,
                             "reason": _evidence_reason(by_id[sid], q, s.reason_max_chars),
                         }
-                        for sid in gold.evidence
+                        for sid in chosen
                     ]
                 },
             )
         )
-        quotes = [by_id[sid] for sid in gold.evidence]
+        quotes = [by_id[sid] for sid in chosen]
         steps.append(
             _step(
                 prompts.analysis_request(system, q.question, quotes, s),

@@ -131,6 +131,7 @@ def trajectories(
             "pipeline": {
                 "reason_max_chars": pipeline.reason_max_chars,
                 "max_evidence": pipeline.max_evidence,
+                "evidence_candidates": pipeline.evidence_candidates,
                 "analysis_max_chars": pipeline.analysis_max_chars,
                 "answer_max_chars": pipeline.answer_max_chars,
             },
