@@ -189,7 +189,7 @@ class PipelineSettings(BaseModel):
     # The evidence step chooses among this many sentences of the relevant passages, ranked by
     # BM25 against the question fused with reading order (generation/evidence_ranking.py);
     # 0: among all of them. 4 measured best on the train splits (docs/benchmarks.md).
-    evidence_candidates: int = 4
+    evidence_candidates: int = Field(4, ge=0)
     reason_max_chars: int = 120
     analysis_max_chars: int = 600
     answer_max_chars: int = 200
