@@ -14,7 +14,8 @@ supporting sentence (`citation_is_precise`, as the benchmark scores citations). 
 - dense: cosine of the question and the sentence (the same embedder);
 - lexical: BM25 over the candidates, the service's tokenizer;
 - order: the passages' retrieval order, then sentence order (what a model reading top-down sees);
-- fusions of these by reciprocal rank; lexical + order is the service's
+- lexical + dense and all three: reciprocal rank fusion, k = 60;
+- lexical + order: the service's weighted fusion
   (`generation.evidence_ranking.ranked_sentence_ids`, the evidence step's candidates).
 
 Prints hit@1..6 per ranker, over questions whose passages hold a gold sentence.
