@@ -19,15 +19,17 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from retrieval.bm25_index import Tokenizer
+from retrieval.fusion import reciprocal_rank_fusion
 
 if TYPE_CHECKING:
     from generation.prompts import Passage
 
-# Reciprocal rank fusion, 1 / (K + rank) for BM25 plus ORDER_WEIGHT / (K + rank) for reading
-# order: chosen on the train splits and eval-dev (scripts/bench_evidence.py; K in 1, 5, 20, 60,
-# weight in 0.25, 0.5, 1). K = 1 lets a clear lexical winner lead; the half weight keeps the
-# first sentences of the best passages close behind it.
-_RRF_K = 1
+# Weighted reciprocal rank fusion (retrieval/fusion.py), ranks counted from 1: 1 / rank for
+# BM25 plus ORDER_WEIGHT / rank for reading order. Chosen on the train splits and eval-dev
+# (scripts/bench_evidence.py; k in 0, 4, 19, 59 with ranks from 1, weight in 0.25, 0.5, 1). k = 0
+# lets a clear lexical winner lead; the half weight keeps the first sentences of the best
+# passages close behind it.
+_RRF_K = 0
 _ORDER_WEIGHT = 0.5
 _tokenizer: Tokenizer | None = None
 _lock = threading.Lock()
@@ -66,7 +68,7 @@ def ranked_sentence_ids(question: str, passages: list[Passage]) -> list[str]:
     tokens = _tokens([question, *texts])
     lexical = bm25(tokens[0], tokens[1:])
     by_lexical = sorted(range(len(ids)), key=lambda i: (-lexical[i], i))
-    fused = [_ORDER_WEIGHT / (_RRF_K + i) for i in range(len(ids))]  # reading order
-    for rank, i in enumerate(by_lexical):
-        fused[i] += 1 / (_RRF_K + rank)
-    return [ids[i] for i in sorted(range(len(ids)), key=lambda i: (-fused[i], i))]
+    fused = reciprocal_rank_fusion(
+        [by_lexical, range(len(ids))], k=_RRF_K, weights=[1.0, _ORDER_WEIGHT]
+    )
+    return [ids[i] for i, _ in fused]

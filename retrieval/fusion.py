@@ -11,16 +11,21 @@ from collections.abc import Sequence
 
 
 def reciprocal_rank_fusion(
-    rankings: Sequence[Sequence[int]], k: int = 60
+    rankings: Sequence[Sequence[int]], k: int = 60, weights: Sequence[float] | None = None
 ) -> list[tuple[int, float]]:
     """Fuse rankings of ids (best first) into one: (id, fused score), best first.
 
-    An id repeated within one ranking counts at its best rank only. Ties are broken by the best
-    rank the id reached in any ranking, then by the order of the rankings (the first ranking
-    wins), so the result is deterministic.
+    `weights` scales each ranking's 1 / (k + rank) (default: 1 each). An id repeated within one
+    ranking counts at its best rank only. Ties are broken by the best rank the id reached in any
+    ranking, then by the order of the rankings (the first ranking wins), so the result is
+    deterministic.
     """
     if k < 0:
         raise ValueError("k must be >= 0")
+    if weights is None:
+        weights = [1.0] * len(rankings)
+    elif len(weights) != len(rankings):
+        raise ValueError("one weight per ranking")
     scores: dict[int, float] = {}
     best: dict[int, tuple[int, int]] = {}
     for which, ranking in enumerate(rankings):
@@ -29,6 +34,6 @@ def reciprocal_rank_fusion(
             if item in seen:
                 continue
             seen.add(item)
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+            scores[item] = scores.get(item, 0.0) + weights[which] / (k + rank)
             best[item] = min(best.get(item, (rank, which)), (rank, which))
     return sorted(scores.items(), key=lambda kv: (-kv[1], best[kv[0]]))

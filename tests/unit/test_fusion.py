@@ -55,3 +55,13 @@ def test_empty_rankings_fuse_to_nothing() -> None:
 def test_negative_k_is_refused() -> None:
     with pytest.raises(ValueError, match="k must be"):
         reciprocal_rank_fusion([[1]], k=-1)
+
+
+def test_weights_scale_each_ranking_and_must_match_them() -> None:
+    fused = dict(reciprocal_rank_fusion([[1, 2], [2, 1]], k=0, weights=[1.0, 0.5]))
+    assert fused == {1: 1.0 + 0.25, 2: 0.5 + 0.5}
+    assert reciprocal_rank_fusion([[1, 2], [2, 1]], k=0, weights=[1.0, 1.0]) == (
+        reciprocal_rank_fusion([[1, 2], [2, 1]], k=0)
+    )
+    with pytest.raises(ValueError):
+        reciprocal_rank_fusion([[1], [2]], weights=[1.0])
