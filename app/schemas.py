@@ -234,6 +234,11 @@ class SearchHit(BaseModel):
     score: float = Field(description="Similarity to the query; higher is nearer.")
     start: int = Field(description="Offset of the chunk in the document's extracted text.")
     end: int = Field(description="End offset (exclusive): text == document.text[start:end].")
+    similarity: float | None = Field(
+        default=None,
+        description="Cosine of the query and the chunk when dense retrieval reached it (dense "
+        "and hybrid modes; null otherwise): unlike a hybrid score, comparable across queries.",
+    )
 
 
 class SearchResponse(BaseModel):
@@ -311,7 +316,10 @@ class Judgement(BaseModel):
     chunk_id: int = Field(description="The retrieved chunk.")
     document_id: str = Field(description="Its document.")
     relevant: bool = Field(description="Whether the relevance step judged it useful.")
-    reason: str = Field(description="The model's short reason.")
+    reason: str = Field(
+        description="The model's short reason; the retrieval check's when the question was "
+        "declined before the model was asked (see answerability)."
+    )
 
 
 class EvidenceItem(BaseModel):
@@ -341,6 +349,18 @@ SUPPORTED_DESCRIPTION = (
     "closed_book answers and for allow_unsupported answers from the model's own knowledge. It "
     "says the answer is backed by quoted text, not that the answer is correct."
 )
+
+
+class AnswerabilityOut(BaseModel):
+    covered: int = Field(description="How many of the question's key words the passages hold.")
+    total: int = Field(description="The question's key words (stems, question words left out).")
+    similarity: float | None = Field(
+        description="Cosine of the question and the nearest passage (null: lexical retrieval)."
+    )
+    answerable: bool = Field(
+        description="False when both fell below the service's thresholds: the reasoning modes "
+        "then declined without asking the model."
+    )
 
 
 class QueryResponse(BaseModel):
@@ -374,6 +394,11 @@ class QueryResponse(BaseModel):
     model_answer: str | None = Field(
         default=None,
         description="The model's own answer, when answer_source is extractive (it was replaced).",
+    )
+    answerability: AnswerabilityOut | None = Field(
+        default=None,
+        description="What retrieval alone says of the question (steps and single_pass modes): "
+        "how much of it the passages cover and how near the nearest is.",
     )
     index_version: int = Field(description="The collection version the answer was built on.")
     usage: Usage = Field(description="Generator tokens the answer cost when it was computed.")

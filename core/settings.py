@@ -190,6 +190,12 @@ class PipelineSettings(BaseModel):
     # BM25 against the question fused with reading order (generation/evidence_ranking.py);
     # 0: among all of them. 4 measured best on the train splits (docs/benchmarks.md).
     evidence_candidates: int = Field(4, ge=0)
+    # The reasoning modes decline without asking the model when the retrieved passages hold
+    # under this share of the question's words AND the nearest is under this cosine
+    # (generation/answerability.py; chosen on the train splits, docs/benchmarks.md).
+    # Coverage 0 turns the check off; the cosine is on the default embedder's scale.
+    answerability_min_coverage: float = Field(0.75, ge=0, le=1)
+    answerability_min_similarity: float = Field(0.45, ge=-1, le=1)
     reason_max_chars: int = 120
     analysis_max_chars: int = 600
     answer_max_chars: int = 200

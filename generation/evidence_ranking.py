@@ -35,7 +35,8 @@ _tokenizer: Tokenizer | None = None
 _lock = threading.Lock()
 
 
-def _tokens(texts: list[str]) -> list[list[str]]:
+def tokenize(texts: list[str]) -> list[list[str]]:
+    """Each text as the service's BM25 tokens (lower case, no stopwords, Snowball stems)."""
     global _tokenizer
     with _lock:
         if _tokenizer is None:
@@ -65,7 +66,7 @@ def ranked_sentence_ids(question: str, passages: list[Passage]) -> list[str]:
     texts = [p.sentence_text(i) for p in passages for i in range(len(p.sentences))]
     if not ids:
         return []
-    tokens = _tokens([question, *texts])
+    tokens = tokenize([question, *texts])
     lexical = bm25(tokens[0], tokens[1:])
     by_lexical = sorted(range(len(ids)), key=lambda i: (-lexical[i], i))
     fused = reciprocal_rank_fusion(

@@ -24,6 +24,7 @@ from core.db import Database
 from core.errors import RagError
 from core.settings import PipelineSettings, RetrievalMode
 from generation import prompts
+from generation.answerability import Answerability, assess
 from generation.generator import Completion, Generator, GeneratorUnavailable
 from generation.grounding import grounded_analysis, grounded_answer, is_supported
 from generation.prompts import Passage
@@ -125,11 +126,18 @@ class SelfReasoningPipeline:
             },
         )
         model = options.adapter or self._generator.model
+        check: Answerability | None = None
+        if hits and options.mode in ("steps", "single_pass"):
+            check = self._answerability(options.question, hits)
         try:
             if options.mode == "closed_book":
                 steps = self._closed_book(options, run)
             elif not hits:
                 steps = self._unsupported(options, run, [], clock)
+            elif check is not None and not check.answerable:
+                # Retrieval alone shows the documents cannot answer: decline without the model.
+                judged = [Judgement(h.chunk_id, h.document_id, False, check.reason()) for h in hits]
+                steps = self._unsupported(options, run, judged, clock, check.reason())
             elif options.mode == "one_call":
                 steps = self._one_call(options, run, prompts.make_passages(hits), clock)
             elif options.mode == "single_pass":
@@ -188,7 +196,18 @@ class SelfReasoningPipeline:
                     "cached_prompt_tokens": run.cached_tokens,
                 },
                 "timings_ms": run.timings_ms,
+                **({"answerability": asdict(check)} if check is not None else {}),
             },
+        )
+
+    def _answerability(self, question: str, hits: list[Hit]) -> Answerability:
+        s = self._settings
+        return assess(
+            question,
+            [h.text for h in hits],
+            [h.similarity for h in hits],
+            s.answerability_min_coverage,
+            s.answerability_min_similarity,
         )
 
     # Modes --------------------------------------------------------------------------------
@@ -349,15 +368,21 @@ class SelfReasoningPipeline:
         )
 
     async def _unsupported(
-        self, options: QueryOptions, run: _Run, judged: list[Judgement], clock: float
+        self,
+        options: QueryOptions,
+        run: _Run,
+        judged: list[Judgement],
+        clock: float,
+        why: str = "None of the retrieved passages was judged relevant to the question.",
     ) -> AsyncIterator[Event]:
-        """No retrieved chunk is relevant: say so, or answer unsupported when allowed."""
+        """No retrieved chunk is relevant (`why` says how that was found): say so, or answer
+        unsupported when allowed."""
         relevance = [asdict(j) for j in judged]
         if "relevance" not in run.timings_ms:
             yield "relevance", {"relevance": relevance}
         yield "evidence", {"evidence": []}
         answer = NO_SUPPORT_ANSWER
-        analysis = "None of the retrieved passages was judged relevant to the question."
+        analysis = why
         if options.allow_unsupported:
             answer = await self._own_knowledge(options, run)
             analysis += " The answer below comes from the model's own knowledge and cites nothing."

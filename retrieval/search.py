@@ -30,6 +30,10 @@ class Hit:
     score: float
     start: int
     end: int
+    # Cosine of the question and the chunk when the dense ranking reached it (dense and hybrid
+    # retrieval); None otherwise. Unlike `score` (a fused rank score in hybrid mode) it is on
+    # the embedder's own scale, so the pipeline can tell a near passage from a far one.
+    similarity: float | None = None
 
 
 @dataclass(frozen=True)
@@ -41,17 +45,34 @@ class SearchResult:
     retrieval: str = "dense"
 
 
-def hydrate(session: Session, ranked: list[tuple[int, float]], top_k: int, batch: int) -> list[Hit]:
+def hydrate(
+    session: Session,
+    ranked: list[tuple[int, float]],
+    top_k: int,
+    batch: int,
+    similarities: dict[int, float] | None = None,
+) -> list[Hit]:
     """The first top_k ranked chunks that still exist, read `batch` ids at a time. The ranking
     is deeper than top_k (the fusion depth, overfetch for deletions the index has not caught up
-    with), but its head is usually enough, so the texts of the rest are never fetched."""
+    with), but its head is usually enough, so the texts of the rest are never fetched.
+    `similarities` (chunk id → dense cosine) fills each hit's `similarity`."""
     step = max(batch, top_k, 1)
+    similarities = similarities or {}
     hits: list[Hit] = []
     for start in range(0, len(ranked), step):
         head = ranked[start : start + step]
         rows = repository.chunk_rows(session, [i for i, _ in head])
         hits += [
-            Hit(row.chunk_id, row.document_id, row.filename, row.text, score, row.start, row.end)
+            Hit(
+                row.chunk_id,
+                row.document_id,
+                row.filename,
+                row.text,
+                score,
+                row.start,
+                row.end,
+                similarities.get(chunk_id),
+            )
             for chunk_id, score in head
             if (row := rows.get(chunk_id)) is not None
         ]
@@ -96,8 +117,10 @@ class Searcher:
         overfetch = top_k * max(1, self._settings.overfetch)
         depth = overfetch if mode == "dense" else max(overfetch, self._retrieval.candidates)
         rankings: list[list[tuple[int, float]]] = []
+        similarities: dict[int, float] = {}
         if mode in ("dense", "hybrid"):
             rankings.append(self._dense(collection_id, embedder_id, version, query, depth))
+            similarities = dict(rankings[0])
         if mode in ("lexical", "hybrid"):
             scores, ids = self._lexical.get(collection_id, version).search(query, depth)
             rankings.append([(int(i), float(s)) for s, i in zip(scores, ids, strict=True)])
@@ -109,7 +132,9 @@ class Searcher:
             )
         # A connection is taken only now, not while the question is encoded (batched encodes
         # wait for each other; holding connections then would drain the pool).
-        hits = self._db.read(lambda session: hydrate(session, ranked, top_k, overfetch))
+        hits = self._db.read(
+            lambda session: hydrate(session, ranked, top_k, overfetch, similarities)
+        )
         return SearchResult(hits, version, embedder_id, mode)
 
     def _dense(

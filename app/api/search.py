@@ -24,6 +24,7 @@ def search(body: SearchRequest, services: ServicesDep) -> SearchResponse:
                 score=h.score,
                 start=h.start,
                 end=h.end,
+                similarity=h.similarity,
             )
             for h in result.hits
         ],

@@ -33,6 +33,7 @@ def split_mode(spec: str) -> tuple[str, str | None]:
 # Where a wrong answer of a reasoning mode was lost, in pipeline order.
 LOSS_STAGES = (
     "not_retrieved",
+    "declined_by_retrieval",  # the answerability check declined before the model was asked
     "judged_irrelevant",
     "no_gold_evidence",
     "answer_wrong",
@@ -335,6 +336,8 @@ def _loss_stage(q: BenchQuestion, data: dict[str, Any], hits: list[dict[str, Any
     gold_chunks = {h["chunk_id"] for h in hits if h["filename"] in q.gold_docs}
     if not gold_chunks:
         return "not_retrieved"
+    if (data.get("answerability") or {}).get("answerable") is False:
+        return "declined_by_retrieval"
     judged = {j["chunk_id"]: j["relevant"] for j in data.get("relevance") or []}
     if not any(judged.get(c) for c in gold_chunks):
         return "judged_irrelevant"

@@ -61,11 +61,32 @@ def test_query_answers_with_verified_citations(api: TestClient, corpus: Path) ->
     assert len(body["relevance"]) == 3
     assert_citations_verified(api, name, body)
     assert body["usage"]["prompt_tokens"] > 0 and body["usage"]["completion_tokens"] > 0
+    assert body["answerability"]["answerable"] is True
+    assert body["answerability"]["covered"] == body["answerability"]["total"] == 1
     for step in ("retrieve", "relevance", "total"):
         assert body["timings_ms"][step] >= 0
     # The three steps share their prompt prefix: the backend reused it instead of recomputing.
     if body["evidence"]:
         assert body["usage"]["cached_prompt_tokens"] > 0
+
+
+def test_a_question_the_documents_cannot_answer_is_declined_without_the_model(
+    api: TestClient, corpus: Path
+) -> None:
+    name = ingest(api, corpus, SMTP, AGP)
+    body = ask(api, name, "Which team won the 1998 World Cup final in Paris?")
+
+    assert body["answerability"]["answerable"] is False
+    assert body["answerability"]["covered"] == 0 and body["answerability"]["similarity"] < 0.45
+    assert body["answer"] == "The documents retrieved for this question do not contain the answer."
+    assert body["citations"] == [] and body["supported"] is False
+    assert body["relevance"] and not any(j["relevant"] for j in body["relevance"])
+    assert "key words" in body["analysis"] and "key words" in body["relevance"][0]["reason"]
+    assert body["usage"]["prompt_tokens"] == 0, "the model was never asked"
+    # one_call is the plain-RAG baseline: no check, the model answers.
+    baseline = ask(api, name, "Which team won the 1998 World Cup final in Paris?", mode="one_call")
+    assert "answerability" not in baseline or baseline["answerability"] is None
+    assert baseline["usage"]["prompt_tokens"] > 0
 
 
 def parse_sse(text: str) -> list[tuple[str, dict[str, Any]]]:

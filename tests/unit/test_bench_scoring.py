@@ -75,6 +75,10 @@ def test_loss_stages_follow_the_pipeline() -> None:
     assert _loss_stage(q, {}, [hits[1]]) == "not_retrieved"
     irrelevant = {"relevance": [{"chunk_id": 1, "relevant": False}]}
     assert _loss_stage(q, irrelevant, hits) == "judged_irrelevant"
+    checked = {**irrelevant, "answerability": {"answerable": False}}
+    assert _loss_stage(q, checked, hits) == "declined_by_retrieval"
+    passed = {**irrelevant, "answerability": {"answerable": True}}
+    assert _loss_stage(q, passed, hits) == "judged_irrelevant"
     relevant = {"relevance": [{"chunk_id": 1, "relevant": True}]}
     wrong_evidence = {**relevant, "evidence": [{"quote": "Rain fell."}]}
     assert _loss_stage(q, wrong_evidence, hits) == "no_gold_evidence"
