@@ -22,7 +22,9 @@ from retrieval.search import Hit
 # Names this wording of the step prompts: trajectories and adapters record it, since an adapter
 # trained on one wording is tuned to it. Change it whenever a prompt or schema changes.
 # steps-2026-12b: the evidence step offers ranked candidate sentences (evidence_candidates).
-PROMPT_VERSION = "steps-2026-12b"
+# steps-2026-12c: the analysis step asks for the answer as the evidence's name, number, date or
+# phrase, not the question's words (a small model echoed "a few words taken from the evidence").
+PROMPT_VERSION = "steps-2026-12c"
 
 _SPACES = re.compile(r"\s+")
 # Keep the fence intact whatever the document contains.
@@ -211,8 +213,8 @@ def analysis_messages(system: Message, question: str, quotes: list[str]) -> list
         question,
         f"Step 3, analysis. The selected evidence is:\n{listing}\nWrite an analysis of one or "
         "two sentences that uses only this evidence and puts its number in brackets, like [1], "
-        "after each claim; then the final answer: a few words taken from the evidence, not a "
-        "sentence.",
+        "after each claim. Then answer the question briefly: the name, number, date or phrase "
+        "of the evidence that answers it, not the question's own words.",
     )
 
 
