@@ -12,6 +12,7 @@ from core.collection_state import CollectionState, CollectionStates
 from core.metrics import GENERATOR_TOKENS, QUERY_CACHE_REQUESTS, QUERY_STEP_SECONDS
 from core.settings import PipelineSettings
 from generation.adapters import AdapterRegistry
+from generation.prompts import PROMPT_VERSION
 from generation.query_cache import QueryCache, cache_key
 from generation.self_reasoning import Event, QueryOptions, SelfReasoningPipeline
 
@@ -84,6 +85,8 @@ class QueryService:
             retrieval=options.retrieval,
             allow_unsupported=options.allow_unsupported,
             pipeline=self._pipeline_parts,
+            # Reworded prompts give other answers: an upgrade must not serve the old wording's.
+            prompt_version=PROMPT_VERSION,
         )
 
     @staticmethod

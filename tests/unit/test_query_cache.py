@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import time
 
-from core.settings import CacheSettings
+import pytest
+
+from core.collection_state import CollectionState
+from core.settings import CacheSettings, PipelineSettings
+from generation import query_service
 from generation.query_cache import MemoryQueryCache, cache_key
+from generation.query_service import QueryService
+from generation.self_reasoning import QueryOptions
 
 
 def key(**overrides: object) -> str:
@@ -49,3 +55,15 @@ def test_memory_cache_is_a_bounded_lru_with_ttl() -> None:
     short.set("x", {"v": 1})
     time.sleep(0.01)
     assert short.get("x") is None
+
+
+def test_the_service_key_changes_with_the_prompt_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only _key is exercised: it reads the settings, nothing else of the service's parts.
+    service = QueryService.__new__(QueryService)
+    service._pipeline_parts = PipelineSettings().model_dump()
+    state = CollectionState(id="c1", index_version=3, embedder="e", retrieval=None)
+    options = QueryOptions(collection="docs", question="What is BIOS?", top_k=5)
+    before = service._key(options, "m", state)
+    assert service._key(options, "m", state) == before
+    monkeypatch.setattr(query_service, "PROMPT_VERSION", "steps-next")
+    assert service._key(options, "m", state) != before
