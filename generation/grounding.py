@@ -71,7 +71,7 @@ def _stem(word: str) -> str:
     return word[:-1] if len(word) > 3 and word.endswith("s") else word
 
 
-def content_words(text: str) -> set[str]:
+def _content_words(text: str) -> set[str]:
     words = set()
     for word in _WORD.findall(text.casefold()):
         if word in STOPWORDS or (len(word) < 2 and not word.isdigit()):
@@ -85,10 +85,10 @@ def is_supported(answer: str, question: str, quotes: list[str]) -> bool:
     in the evidence: at least one new content word, half of them found in the quotes."""
     if _SENTENCE_ID.match(answer):
         return False
-    new = content_words(answer) - content_words(question)
+    new = _content_words(answer) - _content_words(question)
     if not new:
         return False
-    found = new & content_words(" ".join(quotes))
+    found = new & _content_words(" ".join(quotes))
     return len(found) * 2 >= len(new)
 
 
@@ -106,7 +106,7 @@ def answer_span(answer: str, question: str, quotes: list[str], max_words: int = 
     """The shortest stretch of one quote that holds the answer's words found there (the quote
     with the most of them), at most `max_words` words; "" when no quote shares a word with
     what the answer adds to the question."""
-    wanted = content_words(answer) - content_words(question)
+    wanted = _content_words(answer) - _content_words(question)
     best = ""
     best_hits = 0
     for quote in quotes:
@@ -155,8 +155,8 @@ def sentence_is_grounded(sentence: str, question: str, quotes: list[str]) -> boo
     """A sentence is grounded in the quotes it cites when what it adds to the question is in
     them: no number that the quotes lack (invented dates and figures), and at most a third of
     its other new content words absent (room for connecting words)."""
-    new = content_words(_CITE.sub(" ", sentence)) - content_words(question)
-    absent = new - content_words(" ".join(quotes))
+    new = _content_words(_CITE.sub(" ", sentence)) - _content_words(question)
+    absent = new - _content_words(" ".join(quotes))
     if any(any(ch.isdigit() for ch in word) for word in absent):
         return False
     return len(absent) * 3 <= len(new)
