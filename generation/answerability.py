@@ -48,10 +48,6 @@ class Answerability:
     similarity: float | None
     answerable: bool
 
-    @property
-    def coverage(self) -> float:
-        return self.covered / self.total if self.total else 1.0
-
     def reason(self) -> str:
         """Why the question was declined, for the relevance verdicts and the analysis."""
         near = "" if self.similarity is None else f" (nearest: cosine {self.similarity:.2f})"
@@ -82,7 +78,7 @@ def assess(
     """
     wanted = question_words(question)
     found: set[str] = set()
-    for tokens in tokenize(list(texts)) if texts else []:
+    for tokens in tokenize(list(texts)):
         found.update(wanted.intersection(tokens))
     known = [s for s in similarities if s is not None]
     best = max(known) if known else None
