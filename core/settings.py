@@ -196,6 +196,12 @@ class PipelineSettings(BaseModel):
     # Coverage 0 turns the check off; the cosine is on the default embedder's scale.
     answerability_min_coverage: float = Field(0.75, ge=0, le=1)
     answerability_min_similarity: float = Field(0.45, ge=-1, le=1)
+    # The wording of the step prompts (generation/prompts.py). steps-2026-12c: the
+    # analysis step writes the analysis, then the answer (the paper's order); steps-2026-12d:
+    # the answer first, then the analysis that supports it (measured better on the train
+    # splits, docs/benchmarks.md). Trajectories and adapters record the set; serve an adapter
+    # with the set it was trained on.
+    prompt_set: Literal["steps-2026-12c", "steps-2026-12d"] = "steps-2026-12d"
     reason_max_chars: int = 120
     analysis_max_chars: int = 600
     answer_max_chars: int = 200

@@ -24,7 +24,11 @@ from retrieval.search import Hit
 # steps-2026-12b: the evidence step offers ranked candidate sentences (evidence_candidates).
 # steps-2026-12c: the analysis step asks for the answer as the evidence's name, number, date or
 # phrase, not the question's words (a small model echoed "a few words taken from the evidence").
-PROMPT_VERSION = "steps-2026-12c"
+# steps-2026-12d: as 12c, but the analysis step writes the answer first and then the analysis
+# that supports it (docs/benchmarks.md). The set is a setting (PipelineSettings.prompt_set,
+# whose default is this one).
+PROMPT_VERSION = "steps-2026-12d"
+ANSWER_FIRST_SETS = frozenset({"steps-2026-12d"})
 
 _SPACES = re.compile(r"\s+")
 # Keep the fence intact whatever the document contains.
@@ -206,8 +210,19 @@ def evidence_schema(
     }
 
 
-def analysis_messages(system: Message, question: str, quotes: list[str]) -> list[Message]:
+def analysis_messages(
+    system: Message, question: str, quotes: list[str], answer_first: bool = False
+) -> list[Message]:
     listing = "\n".join(f'[{i}] "{_display(q)}"' for i, q in enumerate(quotes, 1))
+    if answer_first:
+        return _step(
+            system,
+            question,
+            f"Step 3, answer and analysis. The selected evidence is:\n{listing}\nFirst answer "
+            "the question briefly: the name, number, date or phrase that answers it, not the "
+            "question's own words. Then write an analysis of one or two sentences that uses only "
+            "this evidence and puts its number in brackets, like [1], after each claim.",
+        )
     return _step(
         system,
         question,
@@ -218,14 +233,20 @@ def analysis_messages(system: Message, question: str, quotes: list[str]) -> list
     )
 
 
-def analysis_schema(analysis_chars: int, answer_chars: int) -> dict[str, Any]:
+def analysis_schema(
+    analysis_chars: int, answer_chars: int, answer_first: bool = False
+) -> dict[str, Any]:
+    """The analysis step's reply. Property order is the order a grammar makes the model write
+    them in: the analysis then the answer, or with `answer_first` the other way round."""
+    fields = {
+        "analysis": {"type": "string", "maxLength": analysis_chars},
+        "answer": {"type": "string", "minLength": 1, "maxLength": answer_chars},
+    }
+    order = ["answer", "analysis"] if answer_first else ["analysis", "answer"]
     return {
         "type": "object",
-        "properties": {
-            "analysis": {"type": "string", "maxLength": analysis_chars},
-            "answer": {"type": "string", "minLength": 1, "maxLength": answer_chars},
-        },
-        "required": ["analysis", "answer"],
+        "properties": {key: fields[key] for key in order},
+        "required": order,
         "additionalProperties": False,
     }
 
@@ -277,10 +298,11 @@ def evidence_request(
 def analysis_request(
     system: Message, question: str, quotes: list[str], s: PipelineSettings
 ) -> StepRequest:
+    answer_first = s.prompt_set in ANSWER_FIRST_SETS
     return StepRequest(
         "analysis",
-        analysis_messages(system, question, quotes),
-        analysis_schema(s.analysis_max_chars, s.answer_max_chars),
+        analysis_messages(system, question, quotes, answer_first),
+        analysis_schema(s.analysis_max_chars, s.answer_max_chars, answer_first),
         s.max_tokens_analysis,
     )
 

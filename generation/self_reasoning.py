@@ -32,6 +32,7 @@ from generation.steps import (
     Evidence,
     Judgement,
     StepOutputError,
+    answer_citations,
     citation_of,
     clip,
     evidence_from_ids,
@@ -403,7 +404,6 @@ class SelfReasoningPipeline:
         answer: str,
         relevant: list[Passage],
     ) -> AsyncIterator[Event]:
-        chosen = len(evidence)
         evidence = await self._support_answer(question, answer, evidence, relevant)
         analysis, _ = repair_markers(analysis, evidence)
         # Every analysis sentence must cite evidence and add nothing the evidence lacks.
@@ -411,8 +411,14 @@ class SelfReasoningPipeline:
             analysis, question, {e.id: e.quote for e in evidence}
         )
         analysis, cited = repair_markers(analysis, evidence)
-        # A sentence added because it holds the model's answer is always cited.
-        cited += [e.id for e in evidence[chosen:] if e.id not in cited]
+        # Evidence that holds the model's answer is always cited: chosen by the evidence step
+        # but not named by the analysis, or added by the answer check. Else grounding would
+        # replace a supported answer with a quote of the sentences the analysis happened to cite.
+        cited += [
+            e.id
+            for e in evidence
+            if e.id not in cited and is_supported(answer, question, [e.quote])
+        ]
         # An extractive answer is a cited sentence, from the best-ranked document.
         pool = [e for e in evidence if e.id in cited] or evidence
         ranked = sorted(pool, key=lambda e: sentence_rank(e.sentence))
@@ -420,9 +426,7 @@ class SelfReasoningPipeline:
         answer, source = grounded_answer(
             answer, question, [e.quote for e in ranked], self._settings.answer_max_chars
         )
-        citations = [citation_of(e) for e in evidence if e.id in cited] or [
-            citation_of(e) for e in evidence
-        ]
+        citations = [citation_of(e) for e in answer_citations(answer, question, evidence, cited)]
         yield "analysis", {"analysis": analysis}
         yield "answer", {"answer": answer, "citations": [asdict(c) for c in citations]}
         yield (

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from generation.generator import Completion
-from generation.grounding import salvage_json
+from generation.grounding import is_supported, salvage_json
 from generation.prompts import Passage
 
 _MARKER = re.compile(r"\[(\d+(?:\.\d+)?)\]")
+# Bracketed evidence numbers or sentence ids in an answer: "[1]", "[1, 2]", "[2.3]".
+_ANSWER_MARKER = re.compile(r"\[\s*\d+(?:\.\d+)?(?:\s*,\s*\d+(?:\.\d+)?)*\s*\]")
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,8 @@ def parse_analysis(data: Any, analysis_chars: int, answer_chars: int) -> tuple[s
     analysis, answer = data.get("analysis"), data.get("answer", "")
     if not isinstance(analysis, str) or not isinstance(answer, str):
         raise StepOutputError("analysis and answer must be strings")
+    # Evidence markers are the analysis's business: an answer of only "[1, 2]" says nothing.
+    answer = _ANSWER_MARKER.sub(" ", answer)
     # An empty answer (say, cut off by the token limit) is replaced from the evidence later.
     return clip(analysis, analysis_chars), clip(answer, answer_chars)
 
@@ -177,3 +181,14 @@ def sentence_rank(sentence_id: str) -> tuple[int, int]:
 
 def citation_of(e: Evidence) -> Citation:
     return Citation(e.id, e.document_id, e.filename, e.chunk_id, e.quote, e.start, e.end)
+
+
+def answer_citations(
+    answer: str, question: str, evidence: list[Evidence], cited: list[int]
+) -> list[Evidence]:
+    """What backs the answer: of the evidence the analysis cites (all of it when it cites
+    none), the sentences that hold the answer on their own; when none does (an answer drawn
+    from several sentences together), every one of them."""
+    backing = [e for e in evidence if e.id in cited] or evidence
+    holding = [e for e in backing if is_supported(answer, question, [e.quote])]
+    return holding or backing

@@ -185,6 +185,11 @@ def _template_analysis(quotes: list[str], limit: int) -> str:
 
 
 def _step(request: prompts.StepRequest, target: dict[str, Any]) -> Step:
+    # In the schema's key order: the grammar makes the model write them in that order.
+    order = list(request.schema.get("properties", {}))
+    target = dict(
+        sorted(target.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+    )
     return Step(
         request.step, request.messages, request.schema, _compact(target), request.max_tokens
     )

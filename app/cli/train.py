@@ -63,7 +63,7 @@ def trajectories(
 
     from core.settings import get_settings
     from generation.benchmark.runner import BenchError, BenchRunner, _body
-    from generation.prompts import PROMPT_VERSION, make_passages
+    from generation.prompts import make_passages
     from training.trajectories import (
         build_trajectory,
         hits_from_json,
@@ -135,7 +135,7 @@ def trajectories(
                 "analysis_max_chars": pipeline.analysis_max_chars,
                 "answer_max_chars": pipeline.answer_max_chars,
             },
-            "prompt_version": PROMPT_VERSION,
+            "prompt_version": pipeline.prompt_set,
             "seed": seed,
         },
     )

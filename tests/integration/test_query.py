@@ -303,3 +303,43 @@ def test_a_document_cannot_make_the_model_cite_unverified_text(
     assert [e["sentence"] for e in body["evidence"]] == ["1.1"], "the invented id 7.7 is dropped"
     assert "[2]" not in body["analysis"]
     assert_citations_verified(client, name, body)
+
+
+def test_an_answer_held_by_evidence_the_analysis_did_not_cite_stands_and_is_cited(
+    pg_settings: Settings,
+    worker: object,
+    make_client: Callable[..., TestClient],
+    tmp_path: Path,
+    corpus: Path,
+) -> None:
+    # Scripted replies (a labelled fake): the evidence step picks the heading sentence, which
+    # holds the answer, and the ROM sentence; the analysis then cites only the ROM one.
+    scripted = ScriptedGenerator(
+        [
+            json.dumps({"document_1": {"reason": "defines BIOS", "relevant": True}}),
+            json.dumps(
+                {
+                    "evidence": [
+                        {"sentence": "1.1", "reason": "expands the name"},
+                        {"sentence": "1.3", "reason": "where it is stored"},
+                    ]
+                }
+            ),
+            json.dumps(
+                {
+                    "answer": "Basic Input/Output System",
+                    "analysis": "The BIOS is stored in ROM [2].",
+                }
+            ),
+        ]
+    )
+    client = make_client(pg_settings.model_copy(update={"data_dir": tmp_path}), scripted)
+    name = ingest(client, corpus, BIOS)
+
+    body = ask(client, name, "What does BIOS stand for?", top_k=1)
+    assert body["answer"] == "Basic Input/Output System"
+    assert body["answer_source"] == "model", "not replaced by a quote of the cited ROM sentence"
+    # The citations are the sentence that holds the answer, not the one about ROM.
+    assert [c["id"] for c in body["citations"]] == [1]
+    assert "Basic Input/Output System" in body["citations"][0]["quote"]
+    assert_citations_verified(client, name, body)

@@ -9,6 +9,7 @@ from generation.prompts import evidence_schema, make_passages, relevance_schema,
 from generation.steps import (
     StepOutputError,
     clip,
+    parse_analysis,
     parse_evidence,
     parse_relevance,
     repair_markers,
@@ -142,6 +143,21 @@ def test_numbers_from_the_evidence_are_answers() -> None:
 
 
 @pytest.mark.parametrize(
+    ("written", "answer"),
+    [
+        ("[1, 2] [3]", ""),  # only markers: grounding then answers from the evidence
+        ("[2] CBS broadcast a late-night show", "CBS broadcast a late-night show"),
+        ("[2.3] European Anti-fraud Office", "European Anti-fraud Office"),
+        ("Kurt Coleman [1]", "Kurt Coleman"),
+        ("Kurt Coleman", "Kurt Coleman"),
+    ],
+)
+def test_evidence_markers_are_removed_from_the_answer(written: str, answer: str) -> None:
+    analysis, parsed = parse_analysis({"analysis": "It says so [1].", "answer": written}, 600, 200)
+    assert (analysis, parsed) == ("It says so [1].", answer)
+
+
+@pytest.mark.parametrize(
     ("answer", "source"),
     [
         ("Basic Input/Output System", "model"),
@@ -200,3 +216,27 @@ def test_a_drifting_answer_becomes_the_span_of_the_cited_sentence() -> None:
     assert source == "extractive"
     assert answer == "Paris"
     assert answer in quotes[0]
+
+
+def test_citations_are_the_cited_sentences_that_hold_the_answer() -> None:
+    from generation.steps import Evidence, answer_citations
+
+    def ev(n: int, quote: str) -> Evidence:
+        return Evidence(n, f"1.{n}", 1, "d1", "f.md", quote, 0, len(quote), "")
+
+    evidence = [
+        ev(1, "The Panthers finished the regular season with a 15-1 record."),
+        ev(2, "Kurt Coleman led the team with seven interceptions."),
+        ev(3, "Luke Kuechly was second in tackles."),
+    ]
+    question = "Which player had the most interceptions?"
+    held = answer_citations("Kurt Coleman", question, evidence, [1, 2])
+    assert [e.id for e in held] == [2]
+    # Evidence the analysis does not cite is not a citation, even when it holds the answer.
+    assert [e.id for e in answer_citations("Luke Kuechly", question, evidence, [1, 2])] == [1, 2]
+    # An answer no single sentence holds keeps every cited sentence; no markers: all evidence.
+    assert [e.id for e in answer_citations("15-1 Coleman Kuechly", question, evidence, [])] == [
+        1,
+        2,
+        3,
+    ]

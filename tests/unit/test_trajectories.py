@@ -98,3 +98,20 @@ def test_a_target_the_pipeline_would_reject_is_caught() -> None:
     )
     with pytest.raises(ValueError, match="markers"):
         check_trajectory(t, ps, SETTINGS)
+
+
+@pytest.mark.parametrize(
+    ("prompt_set", "order"),
+    [("steps-2026-12d", ["answer", "analysis"]), ("steps-2026-12c", ["analysis", "answer"])],
+)
+def test_a_prompt_set_renders_its_analysis_target_in_the_schemas_order(
+    prompt_set: str, order: list[str]
+) -> None:
+    settings = PipelineSettings(prompt_set=prompt_set)  # type: ignore[arg-type]
+    t = build_trajectory(question(), passages(), settings)
+    analysis = {s.step: s for s in t.steps}["analysis"]
+    assert list(analysis.schema["properties"]) == order
+    assert list(json.loads(analysis.target)) == order
+    answer_first = "First answer the question" in analysis.messages[-1]["content"]
+    assert answer_first == (order[0] == "answer")
+    check_trajectory(t, passages(), settings)
