@@ -186,10 +186,8 @@ def _template_analysis(quotes: list[str], limit: int) -> str:
 
 def _step(request: prompts.StepRequest, target: dict[str, Any]) -> Step:
     # In the schema's key order: the grammar makes the model write them in that order.
-    order = list(request.schema.get("properties", {}))
-    target = dict(
-        sorted(target.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
-    )
+    in_order = {k: target[k] for k in request.schema.get("properties", {}) if k in target}
+    target = {**in_order, **target}  # keys the schema does not name (none today) stay, last
     return Step(
         request.step, request.messages, request.schema, _compact(target), request.max_tokens
     )
