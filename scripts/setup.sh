@@ -24,6 +24,7 @@ if fresh "$set_name" || { [ "$set_name" = "base" ] && fresh test; }; then
   exit 0
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
+./scripts/build_llama_cpp.sh
 .venv/bin/python -m pip install --quiet -e "${spec}"
 # Models are not Python dependencies: `rag models install` (run.sh, test.sh) fetches them.
 touch ".venv/.installed-$set_name"
