@@ -20,6 +20,7 @@ from generation.self_reasoning import SelfReasoningPipeline
 from retrieval.bm25_store import Bm25Store
 from retrieval.embedders import EmbedderPool
 from retrieval.index_store import IndexStore
+from retrieval.row_snapshots import ChunkRowSnapshots
 from retrieval.search import Searcher
 from workers.context import WorkerContext, install_context
 from workers.queue import TaskQueue, make_queue, requeue_unfinished
@@ -68,8 +69,10 @@ class Services:
         states = CollectionStates(
             db, enabled=settings.database.state_cache, ping_s=settings.database.state_cache_ping_s
         )
+        rows = ChunkRowSnapshots(db, settings.retrieval.snapshot_rows)
+        indexes.on_collection_deleted(rows.drop)
         searcher = Searcher(
-            db, embedders, indexes, lexical, settings.index, settings.retrieval, states
+            db, embedders, indexes, lexical, settings.index, settings.retrieval, states, rows
         )
         queue = make_queue(settings)
         generator = generator or start_generator(settings)
@@ -150,6 +153,8 @@ class Services:
                 log.exception("warming %s for collection %s failed", embedder, collection_id)
         self.indexes.retain(active | targets)
         self.lexical.retain({collection_id for collection_id, _ in active})
+        if self.searcher.rows is not None:
+            self.searcher.rows.retain({collection_id for collection_id, _ in active})
 
     async def aclose(self) -> None:
         await self.generator.aclose()
@@ -165,6 +170,7 @@ class Services:
         self.lexical.save_snapshots()
         self.cache.close()
         self.searcher.states.close()
+        self.searcher.close()
         if self.settings.embedded_worker:
             install_context(None)
         self.db.dispose()

@@ -74,6 +74,11 @@ class Database:
             else self._sessions
         )
 
+    @property
+    def read_engine(self) -> Engine:
+        """The engine `read` uses (its own on Postgres, else the main one)."""
+        return self._read_engine or self.engine
+
     def read(self, fn: Callable[[Session], T]) -> T:
         """`fn(session)` for reads that need no transaction: each statement sees what has
         committed when it runs. On Postgres an autocommit connection without the pool's ping;

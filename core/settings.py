@@ -124,6 +124,10 @@ class RetrievalSettings(BaseModel):
     # Candidates taken from each ranking before fusing: max(candidates, top_k * overfetch).
     candidates: int = 20
     bm25: Bm25Settings = Field(default_factory=Bm25Settings)
+    # Chunk rows kept per API process, as snapshots of whole collections (the least recently
+    # searched go first), so a search of such a collection hydrates its hits without a
+    # database read (retrieval/row_snapshots.py; about 1.3 KB each). 0: always read them.
+    snapshot_rows: int = Field(20_000, ge=0)
 
 
 class IngestSettings(BaseModel):

@@ -1,24 +1,28 @@
 """Search: dense (embed the query with the collection's active embedder, ask its FAISS index),
 lexical (BM25 over chunk text) or hybrid (both, fused by reciprocal rank); then hydrate hits.
 
-Hits are hydrated from the database, so a chunk deleted after the index last caught up is
-dropped here and never returned.
+Hits are hydrated from the database, or from a snapshot of the collection's rows that is exact
+at the index version read fresh during the search (retrieval/row_snapshots.py). Either way a
+chunk deleted after the index last caught up is dropped here and never returned.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
-
-from sqlalchemy.orm import Session
+from functools import partial
 
 from core import repository
 from core.collection_state import CollectionStates
 from core.db import Database
+from core.repository import ChunkRow
 from core.settings import IndexSettings, RetrievalMode, RetrievalSettings
 from retrieval.bm25_store import Bm25Store
 from retrieval.embedders import EmbedderPool
 from retrieval.fusion import reciprocal_rank_fusion
 from retrieval.index_store import IndexStore
+from retrieval.row_snapshots import ChunkRowSnapshots
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,7 @@ class SearchResult:
 
 
 def hydrate(
-    session: Session,
+    read_rows: Callable[[list[int]], dict[int, ChunkRow]],
     ranked: list[tuple[int, float]],
     top_k: int,
     batch: int,
@@ -55,13 +59,14 @@ def hydrate(
     """The first top_k ranked chunks that still exist, read `batch` ids at a time. The ranking
     is deeper than top_k (the fusion depth, overfetch for deletions the index has not caught up
     with), but its head is usually enough, so the texts of the rest are never fetched.
-    `similarities` (chunk id → dense cosine) fills each hit's `similarity`."""
+    `similarities` (chunk id → dense cosine) fills each hit's `similarity`. `read_rows` gives
+    the rows of the ids that still exist."""
     step = max(batch, top_k, 1)
     similarities = similarities or {}
     hits: list[Hit] = []
     for start in range(0, len(ranked), step):
         head = ranked[start : start + step]
-        rows = repository.chunk_rows(session, [i for i, _ in head])
+        rows = read_rows([i for i, _ in head])
         hits += [
             Hit(
                 row.chunk_id,
@@ -91,8 +96,10 @@ class Searcher:
         settings: IndexSettings,
         retrieval: RetrievalSettings,
         states: CollectionStates | None = None,
+        rows: ChunkRowSnapshots | None = None,
     ) -> None:
         self._db = db
+        self.rows = rows
         self.states = states or CollectionStates(db, enabled=False)
         self._embedders = embedders
         self._indexes = indexes
@@ -116,6 +123,8 @@ class Searcher:
         # is fused also needs depth, or a chunk ranked well by only one side never surfaces.
         overfetch = top_k * max(1, self._settings.overfetch)
         depth = overfetch if mode == "dense" else max(overfetch, self._retrieval.candidates)
+        # Read while the question encodes: whether the row snapshot is exact now.
+        fresh = self.rows.fresh_version(collection_id, version) if self.rows else None
         rankings: list[list[tuple[int, float]]] = []
         similarities: dict[int, float] = {}
         if mode in ("dense", "hybrid"):
@@ -130,12 +139,44 @@ class Searcher:
             ranked = reciprocal_rank_fusion(
                 [[i for i, _ in r] for r in rankings], self._retrieval.rrf_k
             )
-        # A connection is taken only now, not while the question is encoded (batched encodes
-        # wait for each other; holding connections then would drain the pool).
-        hits = self._db.read(
-            lambda session: hydrate(session, ranked, top_k, overfetch, similarities)
-        )
+        hits = self._hydrate(collection_id, fresh, ranked, top_k, overfetch, similarities)
         return SearchResult(hits, version, embedder_id, mode)
+
+    def _hydrate(
+        self,
+        collection_id: str,
+        fresh: Future[int] | None,
+        ranked: list[tuple[int, float]],
+        top_k: int,
+        batch: int,
+        similarities: dict[int, float],
+    ) -> list[Hit]:
+        if fresh is not None and self.rows is not None:
+            try:
+                rows = self.rows.rows(collection_id, fresh.result())
+            except Exception:  # the version could not be read: the read below reports why
+                rows = None
+            if rows is not None:
+                snapshot = rows
+                return hydrate(
+                    lambda ids: {i: snapshot[i] for i in ids if i in snapshot},
+                    ranked,
+                    top_k,
+                    batch,
+                    similarities,
+                )
+        # A connection is taken only now, not while the question is encoded (batched encodes
+        # wait for each other; holding connections then would drain the pool). The version
+        # read above holds one for its own query only, on one of the snapshots' few threads.
+        return self._db.read(
+            lambda session: hydrate(
+                partial(repository.chunk_rows, session), ranked, top_k, batch, similarities
+            )
+        )
+
+    def close(self) -> None:
+        if self.rows is not None:
+            self.rows.close()
 
     def _dense(
         self, collection_id: str, embedder_id: str, version: int, query: str, depth: int

@@ -10,7 +10,8 @@ answer. The API runs as a uvicorn subprocess with default settings (IVF past 50k
 encoded by the int8 twin and batched across concurrent searches); next to it run the same API with
 the torch query encoder (RAG_EMBEDDER__QUERY_ENCODER=same), without query batching, with a 2 ms
 batching window, without the collection-state cache (RAG_DATABASE__STATE_CACHE=false: one more
-database read per search), optionally with OMP_NUM_THREADS=1 (--one-thread), and with
+database read per search), without chunk-row snapshots (RAG_RETRIEVAL__SNAPSHOT_ROWS=0: hits
+hydrated by a database read), optionally with OMP_NUM_THREADS=1 (--one-thread), and with
 RAG_INDEX__KIND=flat (--no-flat skips it). Each is started in turn: readiness, then the first
 search, which waits for the index build (reported, next to an explicit rebuild through the admin
 route at the end), then 20 warm-up searches. The timed queries then go sequentially, each to every
@@ -427,6 +428,7 @@ def main() -> int:
         Variant("no query batching", {"RAG_EMBEDDER__QUERY_BATCH_MAX": "1"}),
         Variant("batch window 2 ms", {"RAG_EMBEDDER__QUERY_BATCH_WINDOW_MS": "2"}),
         Variant("no collection-state cache", {"RAG_DATABASE__STATE_CACHE": "false"}),
+        Variant("no row snapshots", {"RAG_RETRIEVAL__SNAPSHOT_ROWS": "0"}),
     ]
     if args.one_thread:
         apis.append(Variant(f"{kind}, 1 thread", {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}))

@@ -19,6 +19,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from app.services import Services
 from core.migrate import upgrade
 from core.settings import BrokerSettings, DatabaseSettings, EmbedderSettings, Settings
 from generation.generator import Generator
@@ -239,3 +240,9 @@ def search(client: TestClient, collection: str, query: str, top_k: int = 5) -> d
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+def services_of(client: TestClient) -> Services:
+    """The services behind a test client's app."""
+    services: Services = client.app.state.services  # type: ignore[attr-defined]
+    return services

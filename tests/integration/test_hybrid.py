@@ -11,11 +11,10 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from app.services import Services
 from core import repository
 from core.settings import RedisSettings, Settings
 from retrieval.embedders import DEFAULT_EMBEDDER, MINILM_INT8
-from tests.integration.conftest import WorkerProcess, new_collection, upload, wait_job
+from tests.integration.conftest import WorkerProcess, new_collection, services_of, upload, wait_job
 from tests.integration.fakes import NothingRelevant
 from tests.integration.test_query import CACHE_REDIS, parse_sse
 
@@ -42,11 +41,6 @@ OTHER_TEXT = (
     "# Follow-up\n\nThe replacement disks arrived and the array was rebuilt overnight. "
     f"Reference: {OTHER_ID}.\n"
 )
-
-
-def services_of(client: TestClient) -> Services:
-    services: Services = client.app.state.services  # type: ignore[attr-defined]
-    return services
 
 
 def corpus_files(corpus: Path, count: int) -> list[tuple[str, bytes]]:

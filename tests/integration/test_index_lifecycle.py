@@ -7,18 +7,19 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from app.services import Services
 from core import repository
 from core.settings import Settings
-from tests.integration.conftest import WorkerProcess, new_collection, search, upload, wait_job
+from tests.integration.conftest import (
+    WorkerProcess,
+    new_collection,
+    search,
+    services_of,
+    upload,
+    wait_job,
+)
 
 BIOS = "foldoc-basic-input-output-system-20.md"
 SMTP = "foldoc-simple-mail-transfer-protocol-245.md"
-
-
-def services_of(client: TestClient) -> Services:
-    services: Services = client.app.state.services  # type: ignore[attr-defined]
-    return services
 
 
 def test_api_restart_reloads_snapshot_and_catches_up(
