@@ -33,11 +33,15 @@ COPY retrieval retrieval
 COPY generation generation
 COPY workers workers
 COPY migrations migrations
+COPY scripts/build_llama_cpp.sh scripts/
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
-# The pip cache mount keeps the llama-cpp-python wheel (a 10-minute compile) across rebuilds.
+# llama-cpp-python is compiled for the build host, without AMX where the host lists it (some
+# VMs fault on it: scripts/build_llama_cpp.sh). The cache mount keeps that wheel (a 10-minute
+# compile) and pip's cache across rebuilds.
 ARG MODEL=""
-RUN --mount=type=cache,target=/root/.cache/pip \
-    /opt/venv/bin/pip install --extra-index-url "$TORCH_INDEX" -e . \
+RUN --mount=type=cache,target=/root/.cache \
+    RAG_BUILD_PYTHON=/opt/venv/bin/python scripts/build_llama_cpp.sh \
+    && /opt/venv/bin/pip install --extra-index-url "$TORCH_INDEX" -e . \
     && /opt/venv/bin/rag models install ${MODEL} --models-dir /app/models
 
 FROM ${PYTHON_IMAGE} AS runtime

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build llama-cpp-python (pinned in pyproject.toml) for this CPU and install it into .venv.
+# Build llama-cpp-python (pinned in pyproject.toml) for this CPU and install it into .venv
+# (or the environment of $RAG_BUILD_PYTHON).
 #
 # Its sdist compiles llama.cpp with -march=native. Some virtual machines advertise Intel AMX
 # in /proc/cpuinfo but fault on its instructions: the build then uses AMX tiles for quantised
@@ -12,6 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cpuinfo="${RAG_CPUINFO:-/proc/cpuinfo}" # another file only in tests
+python="${RAG_BUILD_PYTHON:-.venv/bin/python}" # the Docker build names its own
 
 version="$(sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproject.toml | head -n1)"
 flags="${CMAKE_ARGS:-}"
@@ -26,8 +28,8 @@ wheels="${XDG_CACHE_HOME:-$HOME/.cache}/rag-service/llama-cpp-python/$key"
 if ! ls "$wheels"/llama_cpp_python-"$version"-*.whl >/dev/null 2>&1; then
   echo "building llama-cpp-python $version for this CPU (about 10 minutes, once)" >&2
   mkdir -p "$wheels.tmp"
-  CMAKE_ARGS="$flags" .venv/bin/python -m pip wheel --quiet --no-deps --no-cache-dir \
+  CMAKE_ARGS="$flags" "$python" -m pip wheel --quiet --no-deps --no-cache-dir \
     --no-binary llama-cpp-python -w "$wheels.tmp" "llama-cpp-python==$version"
   rm -rf "$wheels" && mv "$wheels.tmp" "$wheels"
 fi
-.venv/bin/python -m pip install --quiet --force-reinstall --no-deps "$wheels"/llama_cpp_python-"$version"-*.whl
+"$python" -m pip install --quiet --force-reinstall --no-deps "$wheels"/llama_cpp_python-"$version"-*.whl

@@ -112,3 +112,13 @@ def test_llama_cpp_keeps_native_flags_without_amx_or_when_asked(tmp_path: Path) 
     assert wheel_builds(run_script(root, "build_llama_cpp.sh", CMAKE_ARGS="-DGGML_CUDA=on")) == [
         "-DGGML_CUDA=on"
     ]
+
+
+def test_llama_cpp_goes_into_the_named_environment(tmp_path: Path) -> None:
+    """The Docker build installs into /opt/venv, not .venv (RAG_BUILD_PYTHON)."""
+    root = checkout(tmp_path)
+    other = root / "opt" / "bin" / "python"
+    other.parent.mkdir(parents=True)
+    (root / ".venv" / "bin" / "python").rename(other)
+    lines = run_script(root, "build_llama_cpp.sh", RAG_BUILD_PYTHON=str(other))
+    assert wheel_builds(lines) and any("--force-reinstall" in line for line in lines)
