@@ -152,9 +152,10 @@ class Services:
             except Exception:
                 log.exception("warming %s for collection %s failed", embedder, collection_id)
         self.indexes.retain(active | targets)
-        self.lexical.retain({collection_id for collection_id, _ in active})
+        collections = {collection_id for collection_id, _ in active}
+        self.lexical.retain(collections)
         if self.searcher.rows is not None:
-            self.searcher.rows.retain({collection_id for collection_id, _ in active})
+            self.searcher.rows.retain(collections)
 
     async def aclose(self) -> None:
         await self.generator.aclose()

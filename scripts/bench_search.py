@@ -128,6 +128,43 @@ def build_queries(
     return snippets[:warmup], timed
 
 
+@dataclass
+class BenchData:
+    documents: list[RealDocument]  # every corpus document (the synthetic chunks' text)
+    real: list[RealDocument]  # the documents embedded for real
+    real_vectors: np.ndarray
+    questions_with_answer: list[Question]  # questions whose document is among `real`
+    warmup: list[str]
+    timed: list[str]
+
+
+def load_bench_data(
+    corpus: Path,
+    questions_path: Path,
+    real_documents: int,
+    queries: int,
+    warmup: int,
+    seed: int,
+    embedder: Any,
+) -> BenchData:
+    """The corpus, the documents `embedder` (torch, as the workers embed) embeds for real, and
+    the warm-up and timed queries."""
+    documents = load_real_documents(corpus)
+    by_name = {d.filename: d for d in documents}
+    questions = [q for q in load_questions(questions_path) if q.doc in by_name]
+    answered = list(dict.fromkeys(q.doc for q in questions))[:real_documents]
+    real = [by_name[name] for name in answered]
+    warm, timed = build_queries(questions, documents, queries, warmup, seed)
+    return BenchData(
+        documents,
+        real,
+        embedder.embed_documents([s[3] for d in real for s in d.spans]),
+        [q for q in questions if q.doc in answered],
+        warm,
+        timed,
+    )
+
+
 def load_database(
     database_url: str,
     documents: list[RealDocument],
@@ -398,16 +435,18 @@ def main() -> int:
     from core.settings import EmbedderSettings
     from retrieval.embedders import QUERY_TWINS, load_embedder
 
-    documents = load_real_documents(args.corpus)
-    by_name = {d.filename: d for d in documents}
-    questions = [q for q in load_questions(args.questions) if q.doc in by_name]
-    answered = list(dict.fromkeys(q.doc for q in questions))[: args.real_documents]
-    real = [by_name[name] for name in answered]
-    questions_with_answer = [q for q in questions if q.doc in answered]
-    warmup, timed = build_queries(questions, documents, args.queries, args.warmup, args.seed)
-
     embedder = load_embedder(EMBEDDER, EmbedderSettings())  # torch, as the workers embed
-    real_vectors = embedder.embed_documents([s[3] for d in real for s in d.spans])
+    data = load_bench_data(
+        args.corpus,
+        args.questions,
+        args.real_documents,
+        args.queries,
+        args.warmup,
+        args.seed,
+        embedder,
+    )
+    documents, real, real_vectors = data.documents, data.real, data.real_vectors
+    questions_with_answer, warmup, timed = data.questions_with_answer, data.warmup, data.timed
     twin = load_embedder(QUERY_TWINS[EMBEDDER], EmbedderSettings())
     for query in warmup:
         embedder.embed_query(query)

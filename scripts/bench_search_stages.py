@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bench_search as bs  # noqa: E402
 from bench_common import (  # noqa: E402
     BROKER_URL,
+    latency_summary,
     log,
     machine_info,
     markdown_table,
@@ -48,11 +49,9 @@ from bench_common import (  # noqa: E402
 
 
 def summary(ms: list[float]) -> dict[str, float]:
-    return {
-        "p50_ms": round(percentile(ms, 50), 3),
-        "p95_ms": round(percentile(ms, 95), 3),
-        "mean_ms": round(statistics.fmean(ms), 3),
-    }
+    """p50, p95 and mean of `latency_summary`, the columns of the tables here."""
+    full = latency_summary(ms)
+    return {key: full[key] for key in ("p50_ms", "p95_ms", "mean_ms")}
 
 
 def timed(times: dict[str, list[float]], key: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -80,20 +79,29 @@ def main() -> int:
     from core.settings import EmbedderSettings
     from retrieval.embedders import load_embedder
 
-    documents = bs.load_real_documents(bs.EVAL_DIR / "corpus")
-    by_name = {d.filename: d for d in documents}
-    questions = [q for q in bs.load_questions(bs.EVAL_DIR / "questions.jsonl") if q.doc in by_name]
-    answered = list(dict.fromkeys(q.doc for q in questions))[:15]
-    real = [by_name[name] for name in answered]
-    warmup, queries = bs.build_queries(questions, documents, args.queries, 20, args.seed)
     embedder = load_embedder(bs.EMBEDDER, EmbedderSettings())  # torch, as the workers embed
-    real_vectors = embedder.embed_documents([s[3] for d in real for s in d.spans])
+    data = bs.load_bench_data(
+        bs.EVAL_DIR / "corpus",
+        bs.EVAL_DIR / "questions.jsonl",
+        15,
+        args.queries,
+        20,
+        args.seed,
+        embedder,
+    )
+    warmup, queries = data.warmup, data.timed
 
     results: dict[str, Any] = {"machine": machine_info(), "args": vars(args)}
     with tempfile.TemporaryDirectory(prefix="bench-stages-") as tmp, temp_database("stages") as url:
         migrate(url)
         results["data"] = bs.load_database(
-            url, documents, real, real_vectors, args.chunks, args.documents, args.seed
+            url,
+            data.documents,
+            data.real,
+            data.real_vectors,
+            args.chunks,
+            args.documents,
+            args.seed,
         )
         os.environ.update(
             service_env(RAG_DATABASE__URL=url, RAG_BROKER__URL=BROKER_URL, RAG_DATA_DIR=tmp)
@@ -114,9 +122,9 @@ def main() -> int:
         indexes = IndexStore(db, settings.index, settings.index_dir)
         lexical = Bm25Store(db, settings.retrieval.bm25, settings.index_dir / "bm25")
         states = CollectionStates(db, ping_s=settings.database.state_cache_ping_s)
-        rows = ChunkRowSnapshots(db, settings.retrieval.snapshot_rows)
+        snapshots = ChunkRowSnapshots(db, settings.retrieval.snapshot_rows)
         searcher = Searcher(
-            db, pool, indexes, lexical, settings.index, settings.retrieval, states, rows
+            db, pool, indexes, lexical, settings.index, settings.retrieval, states, snapshots
         )
         encoder = pool.for_queries(pool.default_id())
         for query in warmup:
