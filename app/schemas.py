@@ -358,8 +358,20 @@ class AnswerabilityOut(BaseModel):
         description="Cosine of the question and the nearest passage (null: lexical retrieval)."
     )
     answerable: bool = Field(
-        description="False when both fell below the service's thresholds: the reasoning modes "
-        "then declined without asking the model."
+        description="False when a rule of the check fired: the reasoning modes then declined "
+        "without asking the model."
+    )
+    pair_covered: int = Field(
+        0, description="The most of the question's key words that any two sentences hold."
+    )
+    missing_numbers: list[str] = Field(
+        default_factory=list,
+        description="Numbers of the question that no retrieved passage mentions.",
+    )
+    declined_by: Literal["coverage", "pairs", "numbers"] | None = Field(
+        None,
+        description="The rule that declined: coverage (few key words and no near passage), "
+        "pairs (no two sentences hold half the key words, no near passage), numbers.",
     )
 
 

@@ -200,6 +200,11 @@ class PipelineSettings(BaseModel):
     # Coverage 0 turns the check off; the cosine is on the default embedder's scale.
     answerability_min_coverage: float = Field(0.75, ge=0, le=1)
     answerability_min_similarity: float = Field(0.45, ge=-1, le=1)
+    # ...or when no two sentences hold this share of its words AND the nearest passage is under
+    # this cosine; or (numbers) when a number of 3+ digits of the question is in no passage.
+    answerability_min_pair_coverage: float = Field(0.4, ge=0, le=1)
+    answerability_pair_similarity: float = Field(0.55, ge=-1, le=1)
+    answerability_numbers: bool = True
     # The wording of the step prompts (generation/prompts.py). steps-2026-12c: the
     # analysis step writes the analysis, then the answer (the paper's order); steps-2026-12d:
     # the answer first, then the analysis that supports it (measured better on the train

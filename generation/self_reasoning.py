@@ -209,6 +209,9 @@ class SelfReasoningPipeline:
             [h.similarity for h in hits],
             s.answerability_min_coverage,
             s.answerability_min_similarity,
+            min_pair_coverage=s.answerability_min_pair_coverage,
+            pair_similarity=s.answerability_pair_similarity,
+            check_numbers=s.answerability_numbers,
         )
 
     # Modes --------------------------------------------------------------------------------

@@ -31,6 +31,8 @@ from generation.benchmark.runner import BenchRunner
 
 COVERAGES = (0.5, 0.6, 0.67, 0.75, 0.8, 1.0)
 SIMILARITIES = (0.3, 0.35, 0.4, 0.45, 0.5)
+PAIR_COVERAGES = (0.3, 0.4, 0.5, 0.6)
+PAIR_SIMILARITIES = (0.5, 0.55, 0.6)
 
 
 def share(flags: list[bool]) -> str:
@@ -48,14 +50,25 @@ def main() -> None:
     args = parser.parse_args()
     default = PipelineSettings()
     chosen = (default.answerability_min_coverage, default.answerability_min_similarity)
-    grid = list(itertools.product(COVERAGES, SIMILARITIES))
-    if chosen not in grid:
-        grid.append(chosen)
+    grid: list[tuple[str, float, float, dict[str, Any]]] = [
+        ("", c, sim, {}) for c, sim in itertools.product(COVERAGES, SIMILARITIES)
+    ]
+    grid += [("numbers", *chosen, {"check_numbers": True})]
+    grid += [
+        (f"numbers, pairs < {pc} and cosine < {ps}", *chosen, rules)
+        for pc, ps in itertools.product(PAIR_COVERAGES, PAIR_SIMILARITIES)
+        for rules in [{"check_numbers": True, "min_pair_coverage": pc, "pair_similarity": ps}]
+    ]
+    defaults = {
+        "check_numbers": default.answerability_numbers,
+        "min_pair_coverage": default.answerability_min_pair_coverage,
+        "pair_similarity": default.answerability_pair_similarity,
+    }
     print(
-        "| set | coverage < | cosine < | declined (unanswerable) | declined (left out) "
-        "| false abstention |"
+        "| set | coverage < | cosine < | other rules | declined (unanswerable) "
+        "| declined (left out) | false abstention |"
     )
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     with http.connect(None, "") as client:
         for name in args.datasets.split(","):
             bench = load_benchmark(
@@ -75,17 +88,18 @@ def main() -> None:
                 rows.append(
                     (q, [h["text"] for h in hits], [h.get("similarity") for h in hits], gold_found)
                 )
-            for coverage, similarity in grid:
+            for label, coverage, similarity, rules in grid:
                 declined: dict[str, list[bool]] = {"unanswerable": [], "left_out": [], "ok": []}
                 for q, texts, sims, gold_found in rows:
-                    verdict = assess(q.question, texts, sims, coverage, similarity)
+                    verdict = assess(q.question, texts, sims, coverage, similarity, **rules)
                     if q.kind != "answerable":
                         declined[q.kind].append(not verdict.answerable)
                     elif gold_found:
                         declined["ok"].append(not verdict.answerable)
-                marker = " (default)" if (coverage, similarity) == chosen else ""
+                is_default = (coverage, similarity) == chosen and rules == defaults
+                marker = " (default)" if is_default else ""
                 print(
-                    f"| {Path(name).name} | {coverage}{marker} | {similarity} "
+                    f"| {Path(name).name} | {coverage} | {similarity} | {label or '–'}{marker} "
                     f"| {share(declined['unanswerable'])} | {share(declined['left_out'])} "
                     f"| {share(declined['ok'])} |",
                     flush=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.settings import PipelineSettings
-from generation.answerability import assess, question_words
+from generation.answerability import assess, missing_numbers, question_words
 
 TOWER = "The Eiffel Tower was completed in March 1889 for the World Fair by Gustave Eiffel."
 SEINE = "The Seine flows through the centre of Paris from east to west."
@@ -66,3 +66,82 @@ def test_the_check_never_declines_without_both_signals(
 
 def test_a_question_without_content_words_is_not_judged() -> None:
     assert assess("What is it?", [TOWER], [0.05], *THRESHOLDS).answerable
+
+
+RULES = {
+    "min_pair_coverage": DEFAULT.answerability_min_pair_coverage,
+    "pair_similarity": DEFAULT.answerability_pair_similarity,
+    "check_numbers": DEFAULT.answerability_numbers,
+}
+NSFNET = (
+    "NSFNET grew quickly in its first years. By 1990 it had 21 points of presence across the "
+    "United States. Its backbone ran at 1,000 times the speed of the ARPANET links."
+)
+
+
+def test_a_number_no_passage_mentions_declines_the_question() -> None:
+    question = "How many points of presence did NSFNET have by 1998?"
+    verdict = assess(question, [NSFNET], [0.62], *THRESHOLDS, **RULES)
+    assert not verdict.answerable and verdict.declined_by == "numbers"
+    assert verdict.missing_numbers == ["1998"]
+    assert "never mention 1998" in verdict.reason()
+    # The same question about a year the passage holds is answered.
+    assert assess(
+        question.replace("1998", "1990"), [NSFNET], [0.62], *THRESHOLDS, **RULES
+    ).answerable
+    # Thousands commas do not count: 1000 is the passage's 1,000.
+    thousand = "What ran at 1000 times the speed of the ARPANET links?"
+    assert assess(thousand, [NSFNET], [0.6], *THRESHOLDS, **RULES).answerable
+    # The rule is a setting.
+    rules = RULES | {"check_numbers": False}
+    assert assess(question, [NSFNET], [0.62], *THRESHOLDS, **rules).answerable
+
+
+def test_words_scattered_over_unrelated_sentences_decline_the_question() -> None:
+    # Every key word is somewhere in the passages (coverage 1.0), but never two together.
+    scattered = [
+        "The museum shop sells postcards.",
+        "A ferry leaves the island twice a day.",
+        "Their orchestra toured Europe for a year.",
+        "The bridge was painted red by the city.",
+        "Children play in the park.",
+        "The night market opens at six.",
+    ]
+    question = "Which orchestra played on the ferry to the museum bridge at night?"
+    verdict = assess(question, scattered, [0.3], *THRESHOLDS, **RULES)
+    assert verdict.covered == verdict.total == 6 and verdict.pair_covered == 2
+    assert not verdict.answerable and verdict.declined_by == "pairs"
+    assert "No two sentences" in verdict.reason() and "2 of the question's 6" in verdict.reason()
+    # A passage near in meaning keeps it; so does a sentence that holds the words together.
+    assert assess(question, scattered, [0.6], *THRESHOLDS, **RULES).answerable
+    together = "The orchestra played on the night ferry from the museum to the bridge."
+    assert assess(question, [*scattered, together], [0.3], *THRESHOLDS, **RULES).answerable
+
+
+def test_two_sentences_of_different_passages_make_a_pair() -> None:
+    # A two-hop question: the bridge sentence is in one passage, the answer in another.
+    question = "Does the Seine flow through the Paris where Gustave Eiffel completed his tower?"
+    verdict = assess(question, [TOWER, SEINE], [0.3, 0.3], *THRESHOLDS, **RULES)
+    assert verdict.answerable and verdict.pair_covered == verdict.total
+
+
+def test_the_new_rules_stay_off_without_a_cosine_or_with_the_check_off() -> None:
+    question = "How many points of presence did NSFNET have by 1998?"
+    assert assess(question, [NSFNET], [None], *THRESHOLDS, **RULES).answerable
+    assert assess(question, [NSFNET], [0.62], 0.0, 0.45, **RULES).answerable
+
+
+@pytest.mark.parametrize(
+    ("question", "text", "missing"),
+    [
+        ("Who bought it in the 1970s?", "It was bought in 1973.", []),  # a year of the decade
+        ("Who bought it in the 1970's?", "It was bought in 1983.", ["1970s"]),
+        ("Who won in 1994?", "They won often in the 1990s.", ["1994"]),  # which year is unknown
+        ("Was it 1,000 times faster?", "It ran 1000 times faster.", []),
+        ("Why did it fail in 1755, 56, 57?", "It failed in 1755, 1756 and 1757.", []),  # 2 digits
+    ],
+)
+def test_numbers_are_matched_as_years_decades_and_amounts(
+    question: str, text: str, missing: list[str]
+) -> None:
+    assert missing_numbers(question, [text]) == missing
