@@ -371,7 +371,8 @@ class AnswerabilityOut(BaseModel):
     declined_by: Literal["coverage", "pairs", "numbers"] | None = Field(
         None,
         description="The rule that declined: coverage (few key words and no near passage), "
-        "pairs (no two sentences hold half the key words, no near passage), numbers.",
+        "pairs (no two sentences hold enough of the key words, no near passage), numbers "
+        "(a number of the question no passage mentions).",
     )
 
 

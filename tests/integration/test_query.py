@@ -63,6 +63,7 @@ def test_query_answers_with_verified_citations(api: TestClient, corpus: Path) ->
     assert body["usage"]["prompt_tokens"] > 0 and body["usage"]["completion_tokens"] > 0
     assert body["answerability"]["answerable"] is True
     assert body["answerability"]["covered"] == body["answerability"]["total"] == 1
+    assert "declined_by" not in body["answerability"]  # None fields are left out
     for step in ("retrieve", "relevance", "total"):
         assert body["timings_ms"][step] >= 0
     # The three steps share their prompt prefix: the backend reused it instead of recomputing.
@@ -78,6 +79,7 @@ def test_a_question_the_documents_cannot_answer_is_declined_without_the_model(
 
     assert body["answerability"]["answerable"] is False
     assert body["answerability"]["covered"] == 0 and body["answerability"]["similarity"] < 0.45
+    assert body["answerability"]["declined_by"] == "coverage"
     assert body["answer"] == "The documents retrieved for this question do not contain the answer."
     assert body["citations"] == [] and body["supported"] is False
     assert body["relevance"] and not any(j["relevant"] for j in body["relevance"])
