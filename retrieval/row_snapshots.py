@@ -108,14 +108,21 @@ class ChunkRowSnapshots:
 
     def _sync(self, collection_id: str, snapshot: _Snapshot) -> None:
         try:
-            # The version first: the ids read after it hold every change up to it.
-            version, ids = self._db.read(
+            # The version first: the ids read after it hold every change up to it. A collection
+            # too big to keep is known by its count, without reading all its ids; the ids are
+            # checked again, as chunks may have arrived between the two reads.
+            version, chunks = self._db.read(
                 lambda session: (
                     repository.index_version(session, collection_id)[0],
-                    repository.chunk_ids(session, collection_id),
+                    repository.collection_counts(session, collection_id)[1],
                 )
             )
-            if len(ids) > self._max_rows:
+            ids = (
+                self._db.read(partial(repository.chunk_ids, collection_id=collection_id))
+                if chunks <= self._max_rows
+                else None
+            )
+            if ids is None or len(ids) > self._max_rows:
                 with self._lock:
                     snapshot.version, snapshot.rows, snapshot.too_big_at = -1, {}, version
                 return
