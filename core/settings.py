@@ -205,6 +205,11 @@ class PipelineSettings(BaseModel):
     answerability_min_pair_coverage: float = Field(0.4, ge=0, le=1)
     answerability_pair_similarity: float = Field(0.55, ge=-1, le=1)
     answerability_numbers: bool = True
+    # When the relevance step judges every passage irrelevant although one sentence of the
+    # first passage holds this share of the question's key words, that passage is judged
+    # relevant after all (generation/self_reasoning.py; 0: off). A small model declines a
+    # question whose words stand in the top passage (docs/benchmarks.md).
+    overrule_decline_coverage: float = Field(0.75, ge=0, le=1)
     # The wording of the step prompts (generation/prompts.py). steps-2026-12c: the
     # analysis step writes the analysis, then the answer (the paper's order); steps-2026-12d:
     # the answer first, then the analysis that supports it (measured better on the train

@@ -99,6 +99,19 @@ def question_words(question: str) -> set[str]:
     return set(tokenize([question])[0]) - _FRAME_WORDS
 
 
+def best_sentence_coverage(question: str, text: str) -> tuple[int, int, int]:
+    """(index of the sentence of `text` holding the most of the question's key words, how many
+    it holds, how many there are); index -1 when the question has none or no sentence holds one."""
+    wanted = question_words(question)
+    sentences = [text[s.start : s.end] for s in split_sentences(text)]
+    best, index = 0, -1
+    for i, tokens in enumerate(tokenize(sentences) if sentences else []):
+        held = len(wanted.intersection(tokens))
+        if held > best:
+            best, index = held, i
+    return index, best, len(wanted)
+
+
 def numbers(text: str) -> set[str]:
     """The numbers of three or more digits in `text`, without thousands commas; a decade
     ("1970s") as itself, with its "s"."""

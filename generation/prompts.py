@@ -307,6 +307,14 @@ def analysis_request(
     )
 
 
+# Said after a last-step answer of only evidence numbers (generation/self_reasoning.py).
+ANSWER_AGAIN = (
+    "Your answer was empty or only evidence numbers. Reply again with JSON: answer the "
+    "question in a few words, the name, number, date or phrase from the documents, then the "
+    "analysis."
+)
+
+
 def single_pass_messages(system: Message, question: str, max_items: int) -> list[Message]:
     return _step(
         system,

@@ -14,6 +14,7 @@ contract: retrieval, relevance, evidence, analysis, answer, done.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
@@ -44,6 +45,7 @@ from generation.steps import (
     reply_json,
     sentence_rank,
 )
+from generation.verdicts import answer_sentence, overrule_decline, turned_relevant
 from retrieval.search import Hit, Searcher
 
 Mode = Literal["steps", "single_pass", "one_call", "closed_book"]
@@ -229,6 +231,7 @@ class SelfReasoningPipeline:
             lambda data: parse_relevance(data, passages, s.reason_max_chars),
         )
         clock = run.mark("relevance", clock)
+        judged = overrule_decline(options.question, passages, judged, s.overrule_decline_coverage)
         yield "relevance", {"relevance": [asdict(j) for j in judged]}
         relevant = [p for p, j in zip(passages, judged, strict=True) if j.relevant]
         if not relevant:
@@ -250,15 +253,20 @@ class SelfReasoningPipeline:
             return
         yield "evidence", {"evidence": [asdict(e) for e in evidence]}
 
+        request = prompts.analysis_request(system, options.question, [e.quote for e in evidence], s)
         analysis, answer = await self._structured(
-            prompts.analysis_request(system, options.question, [e.quote for e in evidence], s),
+            request,
             options.adapter,
             run,
             lambda data: parse_analysis(data, s.analysis_max_chars, s.answer_max_chars),
         )
+        if not _says_something(answer):
+            analysis, answer = await self._answer_again(
+                request, options.adapter, run, analysis, answer
+            )
         run.mark("analysis", clock)
         async for item in self._finish(
-            options.question, judged, evidence, analysis, answer, relevant
+            options.question, judged, evidence, analysis, answer, passages
         ):
             yield item
 
@@ -305,9 +313,8 @@ class SelfReasoningPipeline:
             return
         evidence = await self._verified(evidence)
         yield "evidence", {"evidence": [asdict(e) for e in evidence]}
-        relevant = [p for p, j in zip(passages, judged, strict=True) if j.relevant]
         async for item in self._finish(
-            options.question, judged, evidence, analysis, answer, relevant
+            options.question, judged, evidence, analysis, answer, passages
         ):
             yield item
 
@@ -405,9 +412,9 @@ class SelfReasoningPipeline:
         evidence: list[Evidence],
         analysis: str,
         answer: str,
-        relevant: list[Passage],
+        passages: list[Passage],
     ) -> AsyncIterator[Event]:
-        evidence = await self._support_answer(question, answer, evidence, relevant)
+        evidence, judged = await self._support_answer(question, answer, evidence, passages, judged)
         analysis, _ = repair_markers(analysis, evidence)
         # Every analysis sentence must cite evidence and add nothing the evidence lacks.
         analysis, _dropped, rewritten = grounded_analysis(
@@ -450,26 +457,32 @@ class SelfReasoningPipeline:
         )
 
     async def _support_answer(
-        self, question: str, answer: str, evidence: list[Evidence], relevant: list[Passage]
-    ) -> list[Evidence]:
-        """The evidence, plus the first sentence of a relevant passage that supports the model's
+        self,
+        question: str,
+        answer: str,
+        evidence: list[Evidence],
+        passages: list[Passage],
+        judged: list[Judgement],
+    ) -> tuple[list[Evidence], list[Judgement]]:
+        """The evidence, plus the first sentence of a retrieved passage that supports the model's
         answer when the chosen evidence does not (a capable model often answers from a heading
-        or a neighbouring sentence it did not pick). Verified verbatim like the rest; without
-        such a sentence the evidence is unchanged and grounding decides."""
+        or a neighbouring sentence it did not pick). Passages judged relevant are searched
+        first, then the others: a small model's relevance verdicts miss a second hop's passage
+        that its answer then comes from. Such a passage's judgement turns relevant, with the
+        reason saying why. Verified verbatim like the rest; without such a sentence the
+        evidence is unchanged and grounding decides."""
         quotes = [e.quote for e in evidence]
         if not answer.strip() or not evidence or is_supported(answer, question, quotes):
-            return evidence
-        chosen = {e.sentence for e in evidence}
-        for passage in relevant:
-            for i in range(len(passage.sentences)):
-                sentence_id = passage.sentence_id(i)
-                if sentence_id in chosen:
-                    continue
-                if is_supported(answer, question, [passage.sentence_text(i)]):
-                    reason = {sentence_id: "holds the answer (added by the answer check)"}
-                    extra = evidence_from_ids([sentence_id], [passage], reason, 1)
-                    return await self._verified([*evidence, *extra])
-        return evidence
+            return evidence, judged
+        found = answer_sentence(answer, question, passages, judged, {e.sentence for e in evidence})
+        if found is None:
+            return evidence, judged
+        passage, index, judgement = found
+        sentence_id = passage.sentence_id(index)
+        reason = {sentence_id: "holds the answer (added by the answer check)"}
+        extra = evidence_from_ids([sentence_id], [passage], reason, 1)
+        why = f"sentence {sentence_id} holds the answer: the answer check"
+        return await self._verified([*evidence, *extra]), turned_relevant(judged, judgement, why)
 
     # Generation and verification ------------------------------------------------------------
 
@@ -517,6 +530,44 @@ class SelfReasoningPipeline:
                 f"attempt: {second}",
             ) from second
 
+    async def _answer_again(
+        self,
+        request: prompts.StepRequest,
+        adapter: str | None,
+        run: _Run,
+        analysis: str,
+        answer: str,
+    ) -> tuple[str, str]:
+        """The last step once more when its answer was only evidence numbers or punctuation
+        (a small model's "[1], [2]"): told so, the model usually answers in words. When it does
+        not, the first reply stands and grounding answers from the evidence."""
+        s = self._settings
+        retry = prompts.StepRequest(
+            request.step,
+            [
+                *request.messages,
+                {
+                    "role": "assistant",
+                    "content": json.dumps({"answer": answer.strip(), "analysis": analysis}),
+                },
+                {"role": "user", "content": prompts.ANSWER_AGAIN},
+            ],
+            request.schema,
+            request.max_tokens,
+        )
+        try:
+            again = await self._structured(
+                retry,
+                adapter,
+                run,
+                lambda data: parse_analysis(data, s.analysis_max_chars, s.answer_max_chars),
+            )
+        except GeneratorUnavailable:
+            raise
+        except RagError:  # no valid reply the second time either
+            return analysis, answer
+        return again if _says_something(again[1]) else (analysis, answer)
+
     async def _verified(self, evidence: list[Evidence]) -> list[Evidence]:
         """Keep only evidence whose quote is the stored document text at its offsets."""
         if not evidence:
@@ -546,6 +597,11 @@ class SelfReasoningPipeline:
     def _document_texts(self, document_ids: set[str]) -> dict[str, str]:
         with self._db.session() as session:
             return repository.document_texts(session, document_ids)
+
+
+def _says_something(answer: str) -> bool:
+    """The answer has a letter or digit (not only markers, already removed, and commas)."""
+    return any(ch.isalnum() for ch in answer)
 
 
 def _hit_json(h: Hit) -> dict[str, Any]:

@@ -335,3 +335,122 @@ def test_an_answer_held_by_evidence_the_analysis_did_not_cite_stands_and_is_cite
     assert [c["id"] for c in body["citations"]] == [1]
     assert "Basic Input/Output System" in body["citations"][0]["quote"]
     assert_citations_verified(client, name, body)
+
+
+def test_an_answer_from_a_passage_judged_irrelevant_is_cited_and_the_verdict_turned(
+    pg_settings: Settings, worker: object, make_client: Callable[..., TestClient], tmp_path: Path
+) -> None:
+    # Scripted replies (a labelled fake), as the 0.5B answered a HotpotQA train question: the
+    # relevance step misses the second hop's passage, and the answer comes from it.
+    scripted = ScriptedGenerator([])
+    client = make_client(pg_settings.model_copy(update={"data_dir": tmp_path}), scripted)
+    name = new_collection(client, "hop")
+    docs = [
+        ("pak-sao.txt", b"Pak Sao is a blocking technique of Wing Chun, like a parry in fighting."),
+        ("wing-chun.txt", b"Wing Chun is a Chinese martial art specializing in close range combat"),
+    ]
+    wait_job(client, upload(client, name, docs)["job_id"])
+    question = "Pak Sao is a technique in the martial art specializing in what type of fighting?"
+    hits = client.post(
+        "/v1/search", json={"collection": name, "query": question, "top_k": 2}
+    ).json()["hits"]
+    second = next(i for i, h in enumerate(hits, 1) if h["filename"] == "wing-chun.txt")
+    first = 3 - second
+    scripted.replies = [
+        json.dumps(
+            {
+                f"document_{first}": {"reason": "names the technique", "relevant": True},
+                f"document_{second}": {"reason": "about another art", "relevant": False},
+            }
+        ),
+        json.dumps({"evidence": [{"sentence": f"{first}.1", "reason": "Pak Sao's art"}]}),
+        json.dumps({"answer": "close range combat", "analysis": "Pak Sao is Wing Chun's [1]."}),
+    ]
+
+    body = ask(client, name, question, top_k=2)
+    assert body["answer"] == "close range combat"
+    assert body["answer_source"] == "model", "not replaced by a span of the Pak Sao sentence"
+    assert [c["filename"] for c in body["citations"]] == ["wing-chun.txt"]
+    verdict = next(j for j in body["relevance"] if j["chunk_id"] == hits[second - 1]["chunk_id"])
+    assert verdict["relevant"] is True
+    assert "answer check" in verdict["reason"]
+    assert_citations_verified(client, name, body)
+
+
+@pytest.mark.parametrize(
+    ("again", "answer", "source"),
+    [
+        ("Basic Input/Output System", "Basic Input/Output System", "model"),
+        ("[1]", None, "extractive"),  # still no answer: grounding answers from the evidence
+    ],
+)
+def test_an_answer_of_only_evidence_numbers_is_asked_for_once_more(
+    pg_settings: Settings,
+    worker: object,
+    make_client: Callable[..., TestClient],
+    tmp_path: Path,
+    corpus: Path,
+    again: str,
+    answer: str | None,
+    source: str,
+) -> None:
+    # Scripted replies (a labelled fake): the 0.5B answered "[1], [2]" to a SQuAD train question.
+    analysis = "The BIOS is firmware [1]."
+    scripted = ScriptedGenerator(
+        [
+            *step_replies(
+                "defines BIOS",
+                [("1.1", "expands the name")],
+                {"answer": "[1], [2]", "analysis": analysis},
+            ),
+            json.dumps({"answer": again, "analysis": analysis}),
+        ]
+    )
+    client = make_client(pg_settings.model_copy(update={"data_dir": tmp_path}), scripted)
+    name = ingest(client, corpus, BIOS)
+
+    body = ask(client, name, "What does BIOS stand for?", top_k=1)
+    assert scripted.calls == 4, "one more call for the last step, no more"
+    assert body["answer_source"] == source
+    if answer is not None:
+        assert body["answer"] == answer
+    assert "[1]" not in body["answer"]
+    assert body["citations"]
+    assert_citations_verified(client, name, body)
+
+
+def test_a_decline_is_overruled_when_the_first_passage_states_the_question(
+    pg_settings: Settings, worker: object, make_client: Callable[..., TestClient], tmp_path: Path
+) -> None:
+    # Scripted replies (a labelled fake): the 0.5B judged every passage irrelevant for a SQuAD
+    # train question whose words all stand in one sentence of the first passage.
+    not_relevant = json.dumps({"document_1": {"reason": "not mentioned", "relevant": False}})
+    scripted = ScriptedGenerator(
+        [
+            not_relevant,
+            json.dumps({"evidence": [{"sentence": "1.2", "reason": "the war"}]}),
+            json.dumps({"answer": "vicious and destructive", "analysis": "It was vicious [1]."}),
+            not_relevant,  # the second question: its words are not in the passage
+        ]
+    )
+    client = make_client(pg_settings.model_copy(update={"data_dir": tmp_path}), scripted)
+    name = new_collection(client, "war")
+    text = (
+        b"In 1992 the republic collapsed and its army fled. Afghanistan then suffered a vicious "
+        b"and destructive civil war between political and tribal warlords."
+    )
+    wait_job(client, upload(client, name, [("afghanistan.txt", text)])["job_id"])
+
+    question = "What type of civil war was fought between political and tribal warlords?"
+    body = ask(client, name, question, top_k=1)
+    assert body["relevance"][0]["relevant"] is True
+    assert "overruled by retrieval" in body["relevance"][0]["reason"]
+    assert "sentence 1.2" in body["relevance"][0]["reason"]
+    assert body["answer"] == "vicious and destructive"
+    assert_citations_verified(client, name, body)
+
+    # Not overruled: no one sentence holds most of this question's words.
+    body = ask(client, name, "Which army fled the destructive war?", top_k=1)
+    assert body["relevance"][0]["relevant"] is False
+    assert body["citations"] == []
+    assert scripted.calls == 4

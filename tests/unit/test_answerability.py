@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from core.settings import PipelineSettings
-from generation.answerability import assess, missing_numbers, question_words
+from generation.answerability import (
+    assess,
+    best_sentence_coverage,
+    missing_numbers,
+    question_words,
+)
 
 TOWER = "The Eiffel Tower was completed in March 1889 for the World Fair by Gustave Eiffel."
 SEINE = "The Seine flows through the centre of Paris from east to west."
@@ -145,3 +150,17 @@ def test_numbers_are_matched_as_years_decades_and_amounts(
     question: str, text: str, missing: list[str]
 ) -> None:
     assert missing_numbers(question, [text]) == missing
+
+
+def test_the_sentence_holding_most_of_the_questions_words_is_found() -> None:
+    text = (
+        "In 1992 the republic collapsed. The country suffered a vicious civil war between "
+        "political and tribal warlords. The Taliban rose in 1996."
+    )
+    question = "What type of civil war was fought between political and tribal warlords?"
+    index, held, total = best_sentence_coverage(question, text)
+    assert index == 1
+    assert total == len(question_words(question)) == 7
+    assert held == 6, "every key word but 'fought'"
+    assert best_sentence_coverage("What is it?", text) == (-1, 0, 0)
+    assert best_sentence_coverage("Where is Houston?", text)[0] == -1

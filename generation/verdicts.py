@@ -1,0 +1,77 @@
+"""Relevance verdicts revised after the model judged: pure functions, no I/O.
+
+A small model's relevance step is the least reliable of the three (docs/benchmarks.md): it
+declines a question whose words stand in the top passage, and it misses the passage of a
+second hop that its own answer then comes from. Two word checks revise its verdicts, and each
+revised verdict keeps the model's reason with the cause appended, so a reader sees both:
+
+- `overrule_decline`: every passage was judged irrelevant, yet one sentence of the first
+  passage holds most of the question's key words; that passage is judged relevant.
+- `answer_sentence` and `turned_relevant`: the model's answer is held by a sentence the
+  evidence step did not choose, in a passage judged relevant or not; the pipeline cites that
+  sentence and, for a passage judged irrelevant, turns its verdict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from generation.answerability import best_sentence_coverage
+from generation.grounding import is_supported
+from generation.prompts import Passage
+from generation.steps import Judgement
+from retrieval.chunker import split_sentences
+
+# A question of fewer key words ("Exports?") says too little for its words in one sentence to
+# overrule the model's decline.
+OVERRULE_MIN_WORDS = 3
+
+
+def overrule_decline(
+    question: str, passages: list[Passage], judged: list[Judgement], share: float
+) -> list[Judgement]:
+    """The verdicts, with the first passage judged relevant after all when the model judged
+    every passage irrelevant although one of its sentences holds `share` of the question's key
+    words (and there are OVERRULE_MIN_WORDS or more). A 0.5B declined "What type of civil war
+    was fought between political and tribal warlords?" over a passage stating "a vicious and
+    destructive civil war between political and tribal warlords". Only a decline is
+    overruled: when the model found some passage relevant, its choice stands. `share` 0: off."""
+    if share <= 0 or not passages or any(j.relevant for j in judged):
+        return judged
+    first = passages[0]
+    index, held, total = best_sentence_coverage(question, first.hit.text)
+    if index < 0 or total < OVERRULE_MIN_WORDS or held < share * total:
+        return judged
+    # The chunker's sentence index, mapped to the passage's (short ones joined) sentences.
+    start = split_sentences(first.hit.text)[index].start
+    number = next((i for i, s in enumerate(first.sentences) if s.start <= start < s.end), 0)
+    why = (
+        f"sentence {first.sentence_id(number)} holds {held} of the question's {total} key "
+        "words: overruled by retrieval"
+    )
+    return turned_relevant(judged, judged[0], why)
+
+
+def answer_sentence(
+    answer: str, question: str, passages: list[Passage], judged: list[Judgement], chosen: set[str]
+) -> tuple[Passage, int, Judgement] | None:
+    """The first sentence not in `chosen` that supports the answer on its own, searched in the
+    passages judged relevant first, then in the others (retrieval order within each); with
+    its passage and that passage's verdict. None when no sentence does."""
+    order = sorted(zip(passages, judged, strict=True), key=lambda pair: not pair[1].relevant)
+    for passage, judgement in order:
+        for i in range(len(passage.sentences)):
+            if passage.sentence_id(i) in chosen:
+                continue
+            if is_supported(answer, question, [passage.sentence_text(i)]):
+                return passage, i, judgement
+    return None
+
+
+def turned_relevant(judged: list[Judgement], judgement: Judgement, why: str) -> list[Judgement]:
+    """The verdicts with `judgement` turned relevant; its reason keeps the model's words and
+    says `why`. Unchanged when it was relevant already."""
+    if judgement.relevant:
+        return judged
+    reason = f"{judgement.reason} (judged not relevant, but {why})"
+    return [replace(j, relevant=True, reason=reason) if j is judgement else j for j in judged]
