@@ -207,7 +207,7 @@ class PipelineSettings(BaseModel):
     answerability_numbers: bool = True
     # When the relevance step judges every passage irrelevant although one sentence of the
     # first passage holds this share of the question's key words, that passage is judged
-    # relevant after all (generation/self_reasoning.py; 0: off). A small model declines a
+    # relevant after all (generation/verdicts.py; 0: off). A small model declines a
     # question whose words stand in the top passage (docs/benchmarks.md).
     overrule_decline_coverage: float = Field(0.75, ge=0, le=1)
     # The wording of the step prompts (generation/prompts.py). steps-2026-12c: the

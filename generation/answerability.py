@@ -33,7 +33,7 @@ from typing import Literal
 
 from generation.evidence_ranking import tokenize
 from generation.grounding import STOPWORDS
-from retrieval.chunker import split_sentences
+from retrieval.chunker import Sentence, split_sentences
 
 # Words that frame a question rather than name its subject ("What year…", "Which type of…"),
 # and the function words BM25's stopword list keeps ("what", "did"): a passage answers "What
@@ -99,17 +99,23 @@ def question_words(question: str) -> set[str]:
     return set(tokenize([question])[0]) - _FRAME_WORDS
 
 
-def best_sentence_coverage(question: str, text: str) -> tuple[int, int, int]:
-    """(index of the sentence of `text` holding the most of the question's key words, how many
-    it holds, how many there are); index -1 when the question has none or no sentence holds one."""
+def _sentence_words(wanted: set[str], text: str) -> list[tuple[Sentence, set[str]]]:
+    """Each sentence of `text`, with the words of `wanted` it holds."""
+    sentences = split_sentences(text)
+    tokens = tokenize([text[s.start : s.end] for s in sentences]) if sentences else []
+    return [(s, wanted.intersection(t)) for s, t in zip(sentences, tokens, strict=True)]
+
+
+def best_sentence_coverage(question: str, text: str) -> tuple[Sentence | None, int, int]:
+    """(the sentence of `text` holding the most of the question's key words, how many it holds,
+    how many there are); None when the question has none or no sentence holds one."""
     wanted = question_words(question)
-    sentences = [text[s.start : s.end] for s in split_sentences(text)]
-    best, index = 0, -1
-    for i, tokens in enumerate(tokenize(sentences) if sentences else []):
-        held = len(wanted.intersection(tokens))
-        if held > best:
-            best, index = held, i
-    return index, best, len(wanted)
+    best: Sentence | None = None
+    held = 0
+    for sentence, words in _sentence_words(wanted, text):
+        if len(words) > held:
+            best, held = sentence, len(words)
+    return best, held, len(wanted)
 
 
 def numbers(text: str) -> set[str]:
@@ -157,8 +163,7 @@ def assess(
     A question with no content word is judged by its numbers alone.
     """
     wanted = question_words(question)
-    sentences = [text[s.start : s.end] for text in texts for s in split_sentences(text)]
-    found_by_sentence = [wanted.intersection(tokens) for tokens in tokenize(sentences)]
+    found_by_sentence = [words for text in texts for _, words in _sentence_words(wanted, text)]
     found = set().union(*found_by_sentence)
     known = [s for s in similarities if s is not None]
     best = max(known) if known else None

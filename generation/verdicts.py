@@ -20,7 +20,6 @@ from generation.answerability import best_sentence_coverage
 from generation.grounding import is_supported
 from generation.prompts import Passage
 from generation.steps import Judgement
-from retrieval.chunker import split_sentences
 
 # A question of fewer key words ("Exports?") says too little for its words in one sentence to
 # overrule the model's decline.
@@ -39,12 +38,11 @@ def overrule_decline(
     if share <= 0 or not passages or any(j.relevant for j in judged):
         return judged
     first = passages[0]
-    index, held, total = best_sentence_coverage(question, first.hit.text)
-    if index < 0 or total < OVERRULE_MIN_WORDS or held < share * total:
+    span, held, total = best_sentence_coverage(question, first.hit.text)
+    if span is None or total < OVERRULE_MIN_WORDS or held < share * total:
         return judged
-    # The chunker's sentence index, mapped to the passage's (short ones joined) sentences.
-    start = split_sentences(first.hit.text)[index].start
-    number = next((i for i, s in enumerate(first.sentences) if s.start <= start < s.end), 0)
+    # The chunker's sentence, found among the passage's (short ones joined to the next).
+    number = next((i for i, s in enumerate(first.sentences) if s.start <= span.start < s.end), 0)
     why = (
         f"sentence {first.sentence_id(number)} holds {held} of the question's {total} key "
         "words: overruled by retrieval"
