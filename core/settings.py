@@ -194,6 +194,10 @@ class PipelineSettings(BaseModel):
     # BM25 against the question fused with reading order (generation/evidence_ranking.py);
     # 0: among all of them. 4 measured best on the train splits (docs/benchmarks.md).
     evidence_candidates: int = Field(4, ge=0)
+    # The evidence check: when the model passed over the ranking's first sentence, it joins
+    # the evidence after the model's choices (in place of its last one when it chose
+    # max_evidence). Measured better on the train splits (docs/benchmarks.md); false: off.
+    evidence_top_ranked: bool = True
     # The reasoning modes decline without asking the model when the retrieved passages hold
     # under this share of the question's words AND the nearest is under this cosine
     # (generation/answerability.py; chosen on the train splits, docs/benchmarks.md).

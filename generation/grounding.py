@@ -80,16 +80,21 @@ def _content_words(text: str) -> set[str]:
     return words
 
 
+def support(answer: str, question: str, quotes: list[str]) -> float:
+    """The share of what the answer adds to the question (its new content words) that the
+    quotes hold; 0 when it adds nothing or is a bare sentence id."""
+    if _SENTENCE_ID.match(answer):
+        return 0.0
+    new = _content_words(answer) - _content_words(question)
+    if not new:
+        return 0.0
+    return len(new & _content_words(" ".join(quotes))) / len(new)
+
+
 def is_supported(answer: str, question: str, quotes: list[str]) -> bool:
     """True when the answer says something the question did not, and what it says is mostly
     in the evidence: at least one new content word, half of them found in the quotes."""
-    if _SENTENCE_ID.match(answer):
-        return False
-    new = _content_words(answer) - _content_words(question)
-    if not new:
-        return False
-    found = new & _content_words(" ".join(quotes))
-    return len(found) * 2 >= len(new)
+    return support(answer, question, quotes) >= 0.5
 
 
 def extractive_answer(quotes: list[str], limit: int) -> str:

@@ -45,7 +45,12 @@ from generation.steps import (
     reply_json,
     sentence_rank,
 )
-from generation.verdicts import answer_sentence, overrule_decline, turned_relevant
+from generation.verdicts import (
+    answer_sentence,
+    overrule_decline,
+    turned_relevant,
+    with_top_ranked_evidence,
+)
 from retrieval.search import Hit, Searcher
 
 Mode = Literal["steps", "single_pass", "one_call", "closed_book"]
@@ -246,6 +251,10 @@ class SelfReasoningPipeline:
             lambda data: parse_evidence(data, relevant, s.max_evidence, s.reason_max_chars),
         )
         clock = run.mark("evidence", clock)
+        if s.evidence_top_ranked:
+            evidence = with_top_ranked_evidence(
+                options.question, relevant, evidence, s.max_evidence
+            )
         evidence = await self._verified(evidence)
         if not evidence:  # nothing survived verification: there is no support to cite
             async for item in self._unsupported(options, run, judged, clock):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from generation.generator import Completion
-from generation.grounding import is_supported, salvage_json
+from generation.grounding import salvage_json, support
 from generation.prompts import Passage
 
 _MARKER = re.compile(r"\[(\d+(?:\.\d+)?)\]")
@@ -187,8 +187,12 @@ def answer_citations(
     answer: str, question: str, evidence: list[Evidence], cited: list[int]
 ) -> list[Evidence]:
     """What backs the answer: of the evidence the analysis cites (all of it when it cites
-    none), the sentences that hold the answer on their own; when none does (an answer drawn
-    from several sentences together), every one of them."""
+    none), the sentences that hold the answer on their own, keeping those that hold the most
+    of it; when none does (an answer drawn from several sentences together), every one."""
     backing = [e for e in evidence if e.id in cited] or evidence
-    holding = [e for e in backing if is_supported(answer, question, [e.quote])]
+    shares = {e.id: support(answer, question, [e.quote]) for e in backing}
+    best = max(shares.values(), default=0.0)
+    # Of the sentences holding the answer, those holding the most of it: a sentence with one
+    # word of a three-word name does not back it beside the sentence stating the name.
+    holding = [e for e in backing if shares[e.id] >= 0.5 and shares[e.id] == best]
     return holding or backing

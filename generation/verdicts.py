@@ -1,15 +1,19 @@
-"""Relevance verdicts revised after the model judged: pure functions, no I/O.
+"""The model's relevance verdicts and evidence choices, revised after it chose: pure functions,
+no I/O.
 
 A small model's relevance step is the least reliable of the three (docs/benchmarks.md): it
 declines a question whose words stand in the top passage, and it misses the passage of a
-second hop that its own answer then comes from. Two word checks revise its verdicts, and each
-revised verdict keeps the model's reason with the cause appended, so a reader sees both:
+second hop that its own answer then comes from; its evidence step passes over the sentence
+that states the answer. Word checks revise its verdicts and choices, and each revision keeps
+the model's reason with the cause appended, so a reader sees both:
 
 - `overrule_decline`: every passage was judged irrelevant, yet one sentence of the first
   passage holds most of the question's key words; that passage is judged relevant.
 - `answer_sentence` and `turned_relevant`: the model's answer is held by a sentence the
   evidence step did not choose, in a passage judged relevant or not; the pipeline cites that
   sentence and, for a passage judged irrelevant, turns its verdict.
+- `with_top_ranked_evidence`: the evidence step passed over the sentence the ranking puts
+  first (generation/evidence_ranking.py); it joins the evidence after the model's choices.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from generation.answerability import best_sentence_coverage
-from generation.grounding import is_supported
+from generation.evidence_ranking import with_top_ranked
+from generation.grounding import support
 from generation.prompts import Passage
-from generation.steps import Judgement
+from generation.steps import Evidence, Judgement, evidence_from_ids
 
 # A question of fewer key words ("Exports?") says too little for its words in one sentence to
 # overrule the model's decline.
@@ -53,17 +58,22 @@ def overrule_decline(
 def answer_sentence(
     answer: str, question: str, passages: list[Passage], judged: list[Judgement], chosen: set[str]
 ) -> tuple[Passage, int, Judgement] | None:
-    """The first sentence not in `chosen` that supports the answer on its own, searched in the
-    passages judged relevant first, then in the others (retrieval order within each); with
-    its passage and that passage's verdict. None when no sentence does."""
+    """The sentence not in `chosen` that best supports the answer on its own (the most of the
+    words the answer adds to the question), with its passage and that passage's verdict. Ties
+    go to the passages judged relevant, then to retrieval order: "European Anti-fraud Office"
+    is cited from the sentence naming the office, not from the first one saying "European".
+    None when no sentence supports the answer."""
     order = sorted(zip(passages, judged, strict=True), key=lambda pair: not pair[1].relevant)
+    best: tuple[Passage, int, Judgement] | None = None
+    best_share = 0.0
     for passage, judgement in order:
         for i in range(len(passage.sentences)):
             if passage.sentence_id(i) in chosen:
                 continue
-            if is_supported(answer, question, [passage.sentence_text(i)]):
-                return passage, i, judgement
-    return None
+            share = support(answer, question, [passage.sentence_text(i)])
+            if share >= 0.5 and share > best_share:
+                best, best_share = (passage, i, judgement), share
+    return best
 
 
 def turned_relevant(judged: list[Judgement], judgement: Judgement, why: str) -> list[Judgement]:
@@ -73,3 +83,16 @@ def turned_relevant(judged: list[Judgement], judgement: Judgement, why: str) -> 
         return judged
     reason = f"{judgement.reason} (judged not relevant, but {why})"
     return [replace(j, relevant=True, reason=reason) if j is judgement else j for j in judged]
+
+
+def with_top_ranked_evidence(
+    question: str, relevant: list[Passage], evidence: list[Evidence], max_items: int
+) -> list[Evidence]:
+    """The evidence check (`with_top_ranked`): the ranking's first sentence joins the model's
+    choice when missing, its reason saying so. Not verified yet: the caller verifies all."""
+    ids, added = with_top_ranked(question, relevant, [e.sentence for e in evidence], max_items)
+    if added is None:
+        return evidence
+    reasons = {e.sentence: e.reason for e in evidence}
+    reasons[added] = "ranked first by the question's words (added by the evidence check)"
+    return evidence_from_ids(ids, relevant, reasons, max_items)

@@ -219,11 +219,13 @@ class ScriptedGenerator:
     def __init__(self, replies: list[str]) -> None:
         self.replies = list(replies)
         self.calls = 0
+        self.prompts: list[list[Message]] = []
 
     async def generate(
         self, messages: list[Message], *, schema: Any, max_tokens: int, adapter: str | None = None
     ) -> Completion:
         self.calls += 1
+        self.prompts.append(messages)
         text = self.replies.pop(0) if self.replies else "{}"
         return Completion(text, self.model, 10, 5, 0, 0.0)
 
@@ -454,3 +456,37 @@ def test_a_decline_is_overruled_when_the_first_passage_states_the_question(
     assert body["relevance"][0]["relevant"] is False
     assert body["citations"] == []
     assert scripted.calls == 4
+
+
+def test_the_top_ranked_sentence_joins_evidence_the_model_chose_without_it(
+    pg_settings: Settings, worker: object, make_client: Callable[..., TestClient], tmp_path: Path
+) -> None:
+    # Scripted replies (a labelled fake): as the 0.5B did on a SQuAD train question, the
+    # evidence step picks the sentence after the one holding the question's words.
+    war = "a vicious and destructive civil war between political and tribal warlords"
+    scripted = ScriptedGenerator(
+        step_replies(
+            "about the war",
+            [("1.2", "the republic collapsed")],
+            {"answer": "vicious and destructive", "analysis": "It was vicious [2]."},
+        )
+    )
+    client = make_client(pg_settings.model_copy(update={"data_dir": tmp_path}), scripted)
+    name = new_collection(client, "war")
+    text = (
+        f"After the Soviet withdrawal, Afghanistan suffered {war}. "
+        "In 1992 the republic collapsed and its army fled."
+    ).encode()
+    wait_job(client, upload(client, name, [("afghanistan.txt", text)])["job_id"])
+
+    question = "What type of civil war was fought between political and tribal warlords?"
+    body = ask(client, name, question, top_k=1)
+    evidence = body["evidence"]
+    assert [e["sentence"] for e in evidence] == ["1.2", "1.1"], "the model's choice keeps [1]"
+    assert "evidence check" in evidence[1]["reason"]
+    # The last step saw the added sentence among the selected evidence.
+    assert war in scripted.prompts[2][-1]["content"].split("selected evidence is:")[1]
+    assert body["answer"] == "vicious and destructive"
+    assert body["answer_source"] == "model"
+    assert [c["quote"] for c in body["citations"]] == [evidence[1]["quote"]]
+    assert_citations_verified(client, name, body)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from core.settings import PipelineSettings
-from generation.evidence_ranking import bm25, ranked_sentence_ids
+from generation.evidence_ranking import bm25, ranked_sentence_ids, with_top_ranked
 from generation.prompts import evidence_request, make_passages, system_message
 from retrieval.search import Hit
 
@@ -60,3 +60,18 @@ def test_the_evidence_step_offers_only_the_candidates_likeliest_first() -> None:
         ids, instruction = offered(PipelineSettings(evidence_candidates=limit))
         assert ids == ["1.1", "1.2", "1.3", "2.1", "2.2"]
         assert "likeliest" not in instruction
+
+
+def test_the_top_ranked_sentence_joins_the_models_choice() -> None:
+    found = passages(PARIS, RIVERS)
+    question = "When was the Eiffel Tower completed?"
+    # Chosen already: nothing changes.
+    assert with_top_ranked(question, found, ["2.1", "1.3"], 3) == (["2.1", "1.3"], None)
+    # Missing, with room: added after the model's choices.
+    assert with_top_ranked(question, found, ["2.1"], 3) == (["2.1", "1.3"], "1.3")
+    # Missing, and the model chose as many as allowed: its last choice makes room.
+    assert with_top_ranked(question, found, ["2.1", "2.2", "1.1"], 3) == (
+        ["2.1", "2.2", "1.3"],
+        "1.3",
+    )
+    assert with_top_ranked(question, [], [], 3) == ([], None)
