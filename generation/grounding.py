@@ -80,6 +80,10 @@ def _content_words(text: str) -> set[str]:
     return words
 
 
+# The share of an answer's new words that quotes must hold to support it.
+SUPPORTED = 0.5
+
+
 def support(answer: str, question: str, quotes: list[str]) -> float:
     """The share of what the answer adds to the question (its new content words) that the
     quotes hold; 0 when it adds nothing or is a bare sentence id."""
@@ -94,7 +98,7 @@ def support(answer: str, question: str, quotes: list[str]) -> float:
 def is_supported(answer: str, question: str, quotes: list[str]) -> bool:
     """True when the answer says something the question did not, and what it says is mostly
     in the evidence: at least one new content word, half of them found in the quotes."""
-    return support(answer, question, quotes) >= 0.5
+    return support(answer, question, quotes) >= SUPPORTED
 
 
 def extractive_answer(quotes: list[str], limit: int) -> str:

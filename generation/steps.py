@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from generation.generator import Completion
-from generation.grounding import salvage_json, support
+from generation.grounding import SUPPORTED, salvage_json, support
 from generation.prompts import Passage
 
 _MARKER = re.compile(r"\[(\d+(?:\.\d+)?)\]")
@@ -194,5 +194,5 @@ def answer_citations(
     best = max(shares.values(), default=0.0)
     # Of the sentences holding the answer, those holding the most of it: a sentence with one
     # word of a three-word name does not back it beside the sentence stating the name.
-    holding = [e for e in backing if shares[e.id] >= 0.5 and shares[e.id] == best]
+    holding = [e for e in backing if shares[e.id] >= SUPPORTED and shares[e.id] == best]
     return holding or backing

@@ -22,7 +22,7 @@ from dataclasses import replace
 
 from generation.answerability import best_sentence_coverage
 from generation.evidence_ranking import with_top_ranked
-from generation.grounding import support
+from generation.grounding import SUPPORTED, support
 from generation.prompts import Passage
 from generation.steps import Evidence, Judgement, evidence_from_ids
 
@@ -71,7 +71,7 @@ def answer_sentence(
             if passage.sentence_id(i) in chosen:
                 continue
             share = support(answer, question, [passage.sentence_text(i)])
-            if share >= 0.5 and share > best_share:
+            if share >= SUPPORTED and share > best_share:
                 best, best_share = (passage, i, judgement), share
     return best
 

@@ -232,6 +232,15 @@ def test_citations_are_the_cited_sentences_that_hold_the_answer() -> None:
     question = "Which player had the most interceptions?"
     held = answer_citations("Kurt Coleman", question, evidence, [1, 2])
     assert [e.id for e in held] == [2]
+    # Of two sentences holding the answer, the one holding more of it: "European" alone
+    # holds half of "European Anti-fraud Office" beyond the question's "office".
+    office = [
+        ev(1, "The European Parliament censured the Commission in 1999."),
+        ev(2, "This led to the creation of the European Anti-fraud Office."),
+    ]
+    question2 = "The corruption resulted in the creation of what office?"
+    held = answer_citations("European Anti-fraud Office", question2, office, [1, 2])
+    assert [e.id for e in held] == [2]
     # Evidence the analysis does not cite is not a citation, even when it holds the answer.
     assert [e.id for e in answer_citations("Luke Kuechly", question, evidence, [1, 2])] == [1, 2]
     # An answer no single sentence holds keeps every cited sentence; no markers: all evidence.
@@ -240,3 +249,30 @@ def test_citations_are_the_cited_sentences_that_hold_the_answer() -> None:
         2,
         3,
     ]
+
+
+def test_the_answer_check_takes_the_sentence_holding_the_most_of_the_answer() -> None:
+    from generation.grounding import support
+    from generation.prompts import make_passages
+    from generation.steps import Judgement
+    from generation.verdicts import answer_sentence
+    from retrieval.search import Hit
+
+    texts = [
+        "The European Parliament censured the Commission in 1999. Its members resigned.",
+        "Reforms of the budget controls followed the report of the experts. "
+        "This led to the creation of the European Anti-fraud Office.",
+    ]
+    passages = make_passages(
+        [Hit(n, f"doc{n}", f"f{n}.txt", t, 0.5, 0, len(t)) for n, t in enumerate(texts, 1)]
+    )
+    judged = [Judgement(p.hit.chunk_id, p.hit.document_id, True, "") for p in passages]
+    question = "The corruption resulted in the creation of what office?"
+    answer = "European Anti-fraud Office"
+    assert support(answer, question, [texts[0]]) == 0.5  # "European" of {european, anti-fraud}
+    found = answer_sentence(answer, question, passages, judged, set())
+    assert found is not None
+    passage, index, _ = found
+    assert passage.sentence_id(index) == "2.2", "not the first sentence holding half of it"
+    # A sentence already chosen is skipped; none left holding enough: None.
+    assert answer_sentence(answer, question, passages[:1], judged[:1], {"1.1"}) is None
