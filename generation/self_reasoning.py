@@ -473,13 +473,13 @@ class SelfReasoningPipeline:
         passages: list[Passage],
         judged: list[Judgement],
     ) -> tuple[list[Evidence], list[Judgement]]:
-        """The evidence, plus the first sentence of a retrieved passage that supports the model's
-        answer when the chosen evidence does not (a capable model often answers from a heading
-        or a neighbouring sentence it did not pick). Passages judged relevant are searched
-        first, then the others: a small model's relevance verdicts miss a second hop's passage
-        that its answer then comes from. Such a passage's judgement turns relevant, with the
-        reason saying why. Verified verbatim like the rest; without such a sentence the
-        evidence is unchanged and grounding decides."""
+        """The evidence, plus the retrieved sentence that best supports the model's answer
+        (generation/verdicts.py `answer_sentence`) when the chosen evidence does not: a capable
+        model often answers from a heading or a neighbouring sentence it did not pick. Ties go
+        to passages judged relevant: a small model's relevance verdicts miss a second hop's
+        passage that its answer then comes from, and such a passage's judgement turns
+        relevant, with the reason saying why. Verified verbatim like the rest; without such a
+        sentence the evidence is unchanged and grounding decides."""
         quotes = [e.quote for e in evidence]
         if not answer.strip() or not evidence or is_supported(answer, question, quotes):
             return evidence, judged
