@@ -31,6 +31,7 @@ COPY app app
 COPY core core
 COPY retrieval retrieval
 COPY generation generation
+COPY benchmark benchmark
 COPY workers workers
 COPY migrations migrations
 COPY scripts/build_llama_cpp.sh scripts/

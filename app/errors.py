@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -49,13 +50,28 @@ def validation_problem(error: Any) -> str:
     return f"{field}: {message[:1].lower()}{message[1:]}"
 
 
+def not_json(request: Request, errors: Sequence[Any]) -> str | None:
+    """The problem, when a JSON route was sent another kind of body (a form, plain text): its
+    body then reaches validation as bytes, which would read "input should be a valid
+    dictionary"."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if not media_type or media_type == "application/json" or media_type.endswith("+json"):
+        return None
+    if not any(tuple(e.get("loc", ())) == ("body",) and e.get("type") != "missing" for e in errors):
+        return None
+    return f"request body: send JSON with Content-Type: application/json, not {media_type}"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RagError)
     async def _rag_error(_: Request, exc: RagError) -> JSONResponse:
         return error_response(exc.http_status, exc.code, exc.message)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        wrong_kind = not_json(request, exc.errors())
+        if wrong_kind is not None:
+            return error_response(422, "validation_error", wrong_kind)
         problems = "; ".join(dict.fromkeys(validation_problem(e) for e in exc.errors()))
         return error_response(422, "validation_error", problems or "invalid request")
 

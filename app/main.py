@@ -28,7 +28,7 @@ from app.middleware import RequestContextMiddleware
 from app.openapi import install_docs
 from app.services import Services
 from core.settings import Settings, get_settings
-from generation.generator import Generator
+from generation.llm.generator import Generator
 from retrieval.embedders import EmbedderPool
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,7 @@
 """Request and response models: the HTTP edge of ../shared/API.md.
 
-Every field has a description and every request model an example: /docs and /redoc are the
+The query's request and response are in app/query_schemas.py. Every field has a description
+and every request model an example: /docs and /redoc are the
 API's reference, and tests/unit/test_openapi.py walks the generated document to keep it so.
 """
 
@@ -14,10 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from core.settings import RetrievalMode
 
 COLLECTION_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-_COLLECTION_DESCRIPTION = "Collection name: 1-64 letters, digits, '_', '.', '-'."
+COLLECTION_DESCRIPTION = "Collection name: 1-64 letters, digits, '_', '.', '-'."
+# One cap for a search's query and a question: both are embedded as one query (the bundled
+# embedder reads its first 256 word pieces, about 1,000-1,500 characters of English), and a
+# question also goes into every step's prompt. 2,000 characters is a long paragraph.
+QUERY_MAX_CHARS = 2000
 
 
-def _example(example: dict[str, Any], *, forbid: bool = False) -> ConfigDict:
+def example_config(example: dict[str, Any], *, forbid: bool = False) -> ConfigDict:
     """Model config with an OpenAPI example; `forbid`: unknown fields are a 422 (write routes)."""
     config = ConfigDict(json_schema_extra={"examples": [example]})
     if forbid:
@@ -46,7 +51,7 @@ class ErrorBody(BaseModel):
 class ErrorResponse(BaseModel):
     """The body of every error response, whatever the status."""
 
-    model_config = _example(
+    model_config = example_config(
         {"error": {"code": "collection_not_found", "message": "collection 'docs' does not exist"}}
     )
 
@@ -54,9 +59,9 @@ class ErrorResponse(BaseModel):
 
 
 class CollectionCreate(BaseModel):
-    model_config = _example({"name": "docs"}, forbid=True)
+    model_config = example_config({"name": "docs"}, forbid=True)
 
-    name: str = Field(pattern=COLLECTION_NAME, description=_COLLECTION_DESCRIPTION)
+    name: str = Field(pattern=COLLECTION_NAME, description=COLLECTION_DESCRIPTION)
     embedder: str | None = Field(
         default=None,
         description="Embedder id (GET /v1/embedders lists them); the default when left out.",
@@ -67,7 +72,7 @@ class CollectionCreate(BaseModel):
 
 
 class CollectionUpdate(BaseModel):
-    model_config = _example({"retrieval": "hybrid"}, forbid=True)
+    model_config = example_config({"retrieval": "hybrid"}, forbid=True)
 
     retrieval: RetrievalMode | None = Field(
         description=RETRIEVAL_HELP + " null: follow the server default."
@@ -78,6 +83,15 @@ class CollectionOut(BaseModel):
     name: str = Field(description="The collection's name.")
     embedder: str = Field(description="The embedder its index is built with.")
     documents: int = Field(description="Documents ready for search.")
+    documents_queued: int = Field(
+        default=0, description="Documents uploaded and waiting to be read (not searchable yet)."
+    )
+    documents_processing: int = Field(
+        default=0, description="Documents being read and embedded now (not searchable yet)."
+    )
+    documents_failed: int = Field(
+        default=0, description="Documents that could not be ingested (their `error` says why)."
+    )
     chunks: int = Field(description="Chunks stored (each is one vector in the index).")
     index_version: int = Field(description="Bumped by every change to searchable content.")
     created_at: datetime = Field(description="When the collection was created (UTC).")
@@ -103,6 +117,12 @@ class UploadedDocument(BaseModel):
         description="queued: it will be extracted and embedded; duplicate: the same bytes are "
         "already in the collection, nothing is re-embedded."
     )
+    replaces: list[str] = Field(
+        default_factory=list,
+        description="The ids of the collection's documents of the same filename that this new "
+        "version replaces (on_existing=replace): they stay searchable until it is ready, and "
+        "are deleted in the transaction that makes it searchable. Empty when it replaces none.",
+    )
 
 
 class RefusedFile(BaseModel):
@@ -114,7 +134,7 @@ class RefusedFile(BaseModel):
 
 
 class UploadAccepted(BaseModel):
-    model_config = _example(
+    model_config = example_config(
         {
             "job_id": "4f1c2a9e0b7d4c3e8a6f5b2d1c0e9f8a",
             "documents": [
@@ -173,6 +193,15 @@ class JobOut(BaseModel):
     )
     collection: str | None = Field(default=None, description="The collection it works on.")
     progress: Progress = Field(description="How far it is.")
+    ahead: int | None = Field(
+        default=None,
+        description="A queued ingest job: how many uploads are served before it starts. "
+        "Embedded worker (collections take turns, one task each; uploads to one collection in "
+        "order): the earlier unfinished uploads to its collection, plus one for each other "
+        "collection that has any. Celery workers (first in, first out): every earlier "
+        "unfinished upload. Null once it runs, and for other jobs.",
+        examples=[2],
+    )
     errors: list[dict[str, Any]] = Field(
         description="Per-file errors: {document_id?, filename?, message}."
     )
@@ -211,13 +240,28 @@ class DocumentList(BaseModel):
     documents: list[DocumentOut] = Field(description="The collection's documents, oldest first.")
 
 
+class FileType(BaseModel):
+    extension: str = Field(description="A file-name extension an upload accepts, without the dot.")
+    media_type: str = Field(description="The media type a file of that extension is read as.")
+
+
+class FileTypeList(BaseModel):
+    file_types: list[FileType] = Field(
+        description="Every accepted extension, in the order retrieval/parsing.py lists them."
+    )
+
+
 class SearchRequest(BaseModel):
-    model_config = _example(
+    model_config = example_config(
         {"collection": "docs", "query": "What does SMTP stand for?", "top_k": 5}, forbid=True
     )
 
-    collection: str = Field(pattern=COLLECTION_NAME, description=_COLLECTION_DESCRIPTION)
-    query: str = Field(min_length=1, max_length=4000, description="The text to search for.")
+    collection: str = Field(pattern=COLLECTION_NAME, description=COLLECTION_DESCRIPTION)
+    query: str = Field(
+        min_length=1,
+        max_length=QUERY_MAX_CHARS,
+        description=f"The text to search for; at most {QUERY_MAX_CHARS} characters.",
+    )
     top_k: int = Field(default=5, ge=1, le=100, description="How many hits to return.")
     retrieval: RetrievalMode | None = Field(
         default=None, description=RETRIEVAL_HELP + " Unset: the collection's setting."
@@ -258,172 +302,6 @@ class IndexRebuilt(BaseModel):
     lexical_chunks: int = Field(description="Chunks in the rebuilt BM25 index.")
 
 
-class QueryRequest(BaseModel):
-    model_config = _example(
-        {"collection": "docs", "question": "What does SMTP stand for?", "top_k": 5}, forbid=True
-    )
-
-    collection: str = Field(pattern=COLLECTION_NAME, description=_COLLECTION_DESCRIPTION)
-    question: str = Field(
-        min_length=1, max_length=2000, description="The question; not only whitespace."
-    )
-    top_k: int | None = Field(
-        default=None, ge=1, le=20, description="Passages to retrieve; the configured default."
-    )
-    adapter: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=128,
-        # Printable names only: a control character (a NUL byte) names no adapter and must not
-        # reach the database as a query value.
-        pattern=r"^[^\x00-\x1f\x7f]+$",
-        description="A LoRA adapter the generator serves (GET /v1/adapters).",
-    )
-    stream: bool = Field(
-        default=False,
-        description="True: answer as server-sent events (retrieval, relevance, evidence, "
-        "analysis, answer, then done or error).",
-    )
-    allow_unsupported: bool = Field(
-        default=False,
-        description="When nothing retrieved is relevant, answer from the model's own knowledge "
-        "(citing nothing, supported: false) instead of saying there is no support.",
-    )
-    use_cache: bool = Field(default=True, description="False skips the cache lookup (evaluation).")
-    mode: Literal["steps", "single_pass", "one_call", "closed_book"] | None = Field(
-        default=None,
-        description="steps (default): relevance, evidence, analysis as three calls; single_pass: "
-        "one call emits the whole trajectory; one_call and closed_book are evaluation baselines.",
-    )
-    retrieval: RetrievalMode | None = Field(
-        default=None, description=RETRIEVAL_HELP + " Unset: the collection's setting."
-    )
-
-    _question_not_blank = field_validator("question")(not_blank)
-
-
-class Citation(BaseModel):
-    id: int = Field(description="The marker number used in the analysis: [1], [2], ...")
-    document_id: str = Field(description="The cited document.")
-    filename: str = Field(description="Its filename.")
-    chunk_id: int = Field(description="The chunk the quote comes from.")
-    quote: str = Field(description="Verbatim: document.text[start:end].")
-    start: int = Field(description="Offset of the quote in the document's extracted text.")
-    end: int = Field(description="End offset (exclusive).")
-
-
-class Judgement(BaseModel):
-    chunk_id: int = Field(description="The retrieved chunk.")
-    document_id: str = Field(description="Its document.")
-    relevant: bool = Field(description="Whether the relevance step judged it useful.")
-    reason: str = Field(
-        description="The model's short reason; the retrieval check's when the question was "
-        "declined before the model was asked (see answerability)."
-    )
-
-
-class EvidenceItem(BaseModel):
-    id: int = Field(description="Evidence number; citations use the same ids.")
-    sentence: str = Field(description="The selected sentence.")
-    chunk_id: int = Field(description="The chunk it comes from.")
-    document_id: str = Field(description="Its document.")
-    filename: str = Field(description="That document's filename.")
-    quote: str = Field(description="Verbatim: document.text[start:end].")
-    start: int = Field(description="Offset in the document's extracted text.")
-    end: int = Field(description="End offset (exclusive).")
-    reason: str = Field(description="Why it supports an answer.")
-
-
-class Usage(BaseModel):
-    prompt_tokens: int = Field(description="Prompt tokens sent to the generator.")
-    completion_tokens: int = Field(description="Tokens the generator produced.")
-    cached_prompt_tokens: int = Field(
-        default=0, description="Prompt tokens the server took from its prefix cache."
-    )
-
-
-SUPPORTED_DESCRIPTION = (
-    "True only when the relevance step judged at least one retrieved passage relevant AND at "
-    "least one evidence quote was verified verbatim in its document, and the answer is cited "
-    "from it. False when nothing relevant was found, when no quote survived verification, for "
-    "closed_book answers and for allow_unsupported answers from the model's own knowledge. It "
-    "says the answer is backed by quoted text, not that the answer is correct."
-)
-
-
-class AnswerabilityOut(BaseModel):
-    covered: int = Field(description="How many of the question's key words the passages hold.")
-    total: int = Field(description="The question's key words (stems, question words left out).")
-    similarity: float | None = Field(
-        description="Cosine of the question and the nearest passage (null: lexical retrieval)."
-    )
-    answerable: bool = Field(
-        description="False when a rule of the check fired: the reasoning modes then declined "
-        "without asking the model."
-    )
-    pair_covered: int = Field(
-        0, description="The most of the question's key words that any two sentences hold."
-    )
-    missing_numbers: list[str] = Field(
-        default_factory=list,
-        description="Numbers of the question that no retrieved passage mentions.",
-    )
-    declined_by: Literal["coverage", "pairs", "numbers"] | None = Field(
-        None,
-        description="The rule that declined: coverage (few key words and no near passage), "
-        "pairs (no two sentences hold enough of the key words, no near passage), numbers "
-        "(a number of the question no passage mentions).",
-    )
-
-
-class QueryResponse(BaseModel):
-    answer: str = Field(description="The short answer.")
-    analysis: str = Field(description="A concise analysis citing evidence as [1], [2].")
-    citations: list[Citation] = Field(description="Verified citations; empty when unsupported.")
-    relevance: list[Judgement] = Field(description="The relevance step's judgement per passage.")
-    evidence: list[EvidenceItem] = Field(description="The evidence the analysis draws on.")
-    cached: bool = Field(description="True when the answer came from the query cache.")
-    model: str = Field(description="The generator model or adapter used.")
-    mode: str = Field(description="The pipeline mode that produced the answer.")
-    supported: bool = Field(default=False, description=SUPPORTED_DESCRIPTION)
-    degraded: str | None = Field(
-        default=None,
-        description="Set when the answer is degraded: generator_unavailable means only "
-        "retrieval ran (see hits).",
-    )
-    hits: list[SearchHit] | None = Field(
-        default=None, description="Top hits, in a retrieval-only response."
-    )
-    answer_source: Literal["model", "extractive"] | None = Field(
-        default=None,
-        description="model: the model's answer, supported by the evidence; extractive: the "
-        "model's answer was not, so the answer is the best cited evidence sentence.",
-    )
-    analysis_source: Literal["model", "evidence"] | None = Field(
-        default=None,
-        description="model: the model's analysis, each sentence citing evidence it is grounded "
-        "in (others are dropped); evidence: no sentence was, so the analysis quotes the evidence.",
-    )
-    model_answer: str | None = Field(
-        default=None,
-        description="The model's own answer, when answer_source is extractive (it was replaced).",
-    )
-    answerability: AnswerabilityOut | None = Field(
-        default=None,
-        description="What retrieval alone says of the question (steps and single_pass modes): "
-        "how much of it the passages cover and how near the nearest is.",
-    )
-    index_version: int = Field(description="The collection version the answer was built on.")
-    usage: Usage = Field(description="Generator tokens the answer cost when it was computed.")
-    timings_ms: dict[str, float] = Field(
-        description="Milliseconds per step (retrieve, relevance, evidence, analysis, generator, "
-        "total) of this request; a cached answer reports only its own lookup (cache, total)."
-    )
-    original_timings_ms: dict[str, float] | None = Field(
-        default=None, description="For a cached answer: the timings of the run that computed it."
-    )
-
-
 class AdapterOut(BaseModel):
     name: str = Field(description="The adapter's name (a query's `adapter`).")
     base_model: str = Field(description="The model it adapts.")
@@ -453,7 +331,9 @@ class AdapterList(BaseModel):
 
 
 class AdapterCreate(BaseModel):
-    model_config = _example({"name": "reasoner-v1", "path": "/models/reasoner-v1"}, forbid=True)
+    model_config = example_config(
+        {"name": "reasoner-v1", "path": "/models/reasoner-v1"}, forbid=True
+    )
 
     name: str = Field(
         min_length=1,
@@ -499,7 +379,7 @@ class EmbedderList(BaseModel):
 
 
 class MigrationCreate(BaseModel):
-    model_config = _example({"embedder": "all-MiniLM-L6-v2-onnx-int8"}, forbid=True)
+    model_config = example_config({"embedder": "all-MiniLM-L6-v2-onnx-int8"}, forbid=True)
 
     embedder: str = Field(
         min_length=1, max_length=128, description="The embedder id to migrate to."

@@ -12,18 +12,20 @@ from core.collection_state import CollectionStates
 from core.db import Database
 from core.migrate import upgrade
 from core.settings import Settings
-from generation.adapters import AdapterRegistry
-from generation.generator import Generator, UnavailableGenerator, make_generator
+from generation.llm.factory import make_generator
+from generation.llm.generator import Generator, UnavailableGenerator
+from generation.llm.lora_adapters import AdapterRegistry
 from generation.query_cache import QueryCache, make_cache
 from generation.query_service import QueryService
-from generation.self_reasoning import SelfReasoningPipeline
+from generation.reasoning.pipeline import SelfReasoningPipeline
+from generation.reasoning.verification import StoredTexts
 from retrieval.bm25_store import Bm25Store
 from retrieval.embedders import EmbedderPool
 from retrieval.index_store import IndexStore
 from retrieval.row_snapshots import ChunkRowSnapshots
 from retrieval.search import Searcher
-from workers.context import WorkerContext, install_context
-from workers.queue import TaskQueue, make_queue, requeue_unfinished
+from workers.embedded import make_queue
+from workers.queue import TaskQueue, requeue_unfinished
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +76,13 @@ class Services:
         searcher = Searcher(
             db, embedders, indexes, lexical, settings.index, settings.retrieval, states, rows
         )
-        queue = make_queue(settings)
+        # Embedded, the in-process worker threads share this process's database and loaded model.
+        queue = make_queue(settings, db, embedders)
         generator = generator or start_generator(settings)
         cache = make_cache(settings.redis.url, settings.cache)
-        pipeline = SelfReasoningPipeline(generator, searcher, db, settings.generation.pipeline)
+        pipeline = SelfReasoningPipeline(
+            generator, searcher, StoredTexts(db), settings.generation.pipeline
+        )
         adapters = AdapterRegistry(db, generator, settings.generation.adapters_dir)
         queries = QueryService(pipeline, cache, states, settings.generation.pipeline, adapters)
         services = cls(
@@ -94,8 +99,6 @@ class Services:
             adapters,
         )
         if settings.embedded_worker:
-            # The in-process worker thread shares this process's database and loaded model.
-            install_context(WorkerContext(settings, db, embedders, queue))
             requeue_unfinished(db, queue)
         services._snapshots = threading.Thread(
             target=services._snapshot_loop, name="rag-snapshots", daemon=True
@@ -172,8 +175,6 @@ class Services:
         self.cache.close()
         self.searcher.states.close()
         self.searcher.close()
-        if self.settings.embedded_worker:
-            install_context(None)
         self.db.dispose()
 
 

@@ -191,7 +191,7 @@ class PipelineSettings(BaseModel):
     mode: Literal["steps", "single_pass"] = "steps"
     max_evidence: int = 3
     # The evidence step chooses among this many sentences of the relevant passages, ranked by
-    # BM25 against the question fused with reading order (generation/evidence_ranking.py);
+    # BM25 against the question fused with reading order (generation/reasoning/evidence_ranking.py);
     # 0: among all of them. 4 measured best on the train splits (docs/benchmarks.md).
     evidence_candidates: int = Field(4, ge=0)
     # The evidence check: when the model passed over the ranking's first sentence, it joins
@@ -200,7 +200,7 @@ class PipelineSettings(BaseModel):
     evidence_top_ranked: bool = True
     # The reasoning modes decline without asking the model when the retrieved passages hold
     # under this share of the question's words AND the nearest is under this cosine
-    # (generation/answerability.py; chosen on the train splits, docs/benchmarks.md).
+    # (generation/reasoning/answerability.py; chosen on the train splits, docs/benchmarks.md).
     # Coverage 0 turns the check off; the cosine is on the default embedder's scale.
     answerability_min_coverage: float = Field(0.75, ge=0, le=1)
     answerability_min_similarity: float = Field(0.45, ge=-1, le=1)
@@ -211,10 +211,10 @@ class PipelineSettings(BaseModel):
     answerability_numbers: bool = True
     # When the relevance step judges every passage irrelevant although one sentence of the
     # first passage holds this share of the question's key words, that passage is judged
-    # relevant after all (generation/verdicts.py; 0: off). A small model declines a
+    # relevant after all (generation/reasoning/revisions.py; 0: off). A small model declines a
     # question whose words stand in the top passage (docs/benchmarks.md).
     overrule_decline_coverage: float = Field(0.75, ge=0, le=1)
-    # The wording of the step prompts (generation/prompts.py). steps-2026-12c: the
+    # The wording of the step prompts (generation/reasoning/prompts.py). steps-2026-12c: the
     # analysis step writes the analysis, then the answer (the paper's order); steps-2026-12d:
     # the answer first, then the analysis that supports it (measured better on the train
     # splits, docs/benchmarks.md). Trajectories and adapters record the set; serve an adapter

@@ -40,8 +40,18 @@ class QueryCache(Protocol):
         ...
 
 
+# Sentence-final punctuation a question may end with or not: "What is BIOS?", "what is bios",
+# "What is BIOS ?!" and "What is BIOS." ask the same thing (the ideographic and fullwidth forms
+# are folded by NFKC or listed here). Inner punctuation stays: it can change the question.
+_TRAILING_PUNCTUATION = "?!.;:,…。？！"
+
+
 def normalize_question(question: str) -> str:
-    return " ".join(unicodedata.normalize("NFKC", question).casefold().split())
+    """The question as the cache keys it: Unicode-normalized (NFKC), case-folded, whitespace
+    collapsed, and without trailing sentence punctuation; a question of only punctuation is
+    kept as it is."""
+    words = " ".join(unicodedata.normalize("NFKC", question).casefold().split())
+    return words.rstrip(_TRAILING_PUNCTUATION + " ") or words
 
 
 def cache_key(**parts: Any) -> str:

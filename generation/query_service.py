@@ -1,30 +1,40 @@
-"""Queries end to end: resolve, look up the cache, run the pipeline, store the result."""
+"""Queries end to end: resolve, look up the cache, run the pipeline, store the result.
+
+`QueryService.ask` is the one entry: it fails early on what the caller got wrong (unknown
+collection or adapter, as RagError, before any response starts) and returns a `QueryAnswer`,
+whose `events()` stream the query (replayed from the cache on a hit) and whose `result()` is the
+final response.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 from core.collection_state import CollectionState, CollectionStates
 from core.metrics import GENERATOR_TOKENS, QUERY_CACHE_REQUESTS, QUERY_STEP_SECONDS
 from core.settings import PipelineSettings
-from generation.adapters import AdapterRegistry
-from generation.prompts import PROMPT_VERSION
+from generation.llm.lora_adapters import AdapterRegistry
 from generation.query_cache import QueryCache, cache_key
-from generation.self_reasoning import Event, QueryOptions, SelfReasoningPipeline
+from generation.reasoning.pipeline import SelfReasoningPipeline
+from generation.reasoning.prompts import PROMPT_VERSION
+from generation.reasoning.results import (
+    DoneEvent,
+    QueryEvent,
+    QueryResult,
+    RetrievalEvent,
+    Usage,
+    replay,
+)
+from generation.reasoning.values import QueryOptions
 
+log = logging.getLogger(__name__)
 
-@dataclass(frozen=True)
-class PreparedQuery:
-    options: QueryOptions
-    cache_key: str
-    # The cached result, looked up while preparing (None: a miss, or the cache was skipped).
-    cached: dict[str, Any] | None = None
-    # perf_counter() when the query was received: a cached answer's own timings start here.
-    started: float = field(default_factory=time.perf_counter)
+Cached = tuple[RetrievalEvent, QueryResult]
 
 
 class QueryService:
@@ -40,7 +50,6 @@ class QueryService:
         self._adapters = adapters
         self._cache = cache
         self._states = states
-        self._settings = settings
         # Settings never change in a process: dump them into the key parts once.
         self._pipeline_parts = settings.model_dump()
 
@@ -48,7 +57,7 @@ class QueryService:
     def cache(self) -> QueryCache:
         return self._cache
 
-    async def prepare(self, options: QueryOptions) -> PreparedQuery:
+    async def ask(self, options: QueryOptions) -> QueryAnswer:
         """Fail early (unknown collection or adapter, as RagError), compute the cache key and
         look it up. A collection state the cache holds is read on the event loop, with the
         query cache's async client; otherwise the database read and the cache read go to a
@@ -60,15 +69,18 @@ class QueryService:
             model = await self._adapters.ensure(options.adapter)
         state = self._states.peek(options.collection)
         if state is None:
-            return await asyncio.to_thread(self._prepare, options, model, started)
-        key = self._key(options, model, state)
-        cached = await self._cache.aget(key) if options.use_cache else None
-        return self._prepared(options, key, cached, started)
+            key, entry = await asyncio.to_thread(self._lookup, options, model)
+        else:
+            key = self._key(options, model, state)
+            entry = await self._cache.aget(key) if options.use_cache else None
+        cached = _read_cached(entry)
+        if options.use_cache:
+            QUERY_CACHE_REQUESTS.labels("miss" if cached is None else "hit").inc()
+        return QueryAnswer(self, options, key, cached, started)
 
-    def _prepare(self, options: QueryOptions, model: str, started: float) -> PreparedQuery:
+    def _lookup(self, options: QueryOptions, model: str) -> tuple[str, dict[str, Any] | None]:
         key = self._key(options, model, self._states.get(options.collection))
-        cached = self._cache.get(key) if options.use_cache else None
-        return self._prepared(options, key, cached, started)
+        return key, self._cache.get(key) if options.use_cache else None
 
     def _key(self, options: QueryOptions, model: str, state: CollectionState) -> str:
         return cache_key(
@@ -89,74 +101,96 @@ class QueryService:
             prompt_version=PROMPT_VERSION,
         )
 
-    @staticmethod
-    def _prepared(
-        options: QueryOptions, key: str, cached: dict[str, Any] | None, started: float
-    ) -> PreparedQuery:
-        if options.use_cache:
-            QUERY_CACHE_REQUESTS.labels("miss" if cached is None else "hit").inc()
-        return PreparedQuery(options, key, cached, started)
-
-    async def events(self, query: PreparedQuery) -> AsyncIterator[Event]:
-        if query.cached is not None:
-            for replayed in replay(query.cached, query.started):
-                yield replayed
-            return
+    async def _run(self, options: QueryOptions, key: str) -> AsyncIterator[QueryEvent]:
+        """The pipeline's events; a complete, undegraded result is cached."""
         retrieval: dict[str, Any] = {}
-        async for event, data in self._pipeline.run(query.options):
-            if event == "retrieval":
-                retrieval = data
-            if event == "done":
-                record_metrics(data)
-            if event == "done" and "degraded" not in data:
-                await asyncio.to_thread(
-                    self._cache.set, query.cache_key, {"retrieval": retrieval, "done": data}
-                )
-            yield event, data
+        async for event in self._pipeline.run(options):
+            if isinstance(event, RetrievalEvent):
+                retrieval = event.data()
+            if isinstance(event, DoneEvent):
+                result = event.result
+                record_metrics(result.timings_ms, result.usage)
+                if result.degraded is None:
+                    entry = {"retrieval": retrieval, "done": result.to_json()}
+                    await asyncio.to_thread(self._cache.set, key, entry)
+            yield event
 
-    async def answer(self, options: QueryOptions) -> dict[str, Any]:
-        """The final response of a non-streaming query."""
-        final: dict[str, Any] = {}
-        async for event, data in self.events(await self.prepare(options)):
-            if event == "done":
-                final = data
+
+class QueryAnswer:
+    """One admitted query: its events as they happen (or replayed, when cached), or its
+    final result."""
+
+    def __init__(
+        self,
+        service: QueryService,
+        options: QueryOptions,
+        key: str,
+        cached: Cached | None,
+        started: float,
+    ) -> None:
+        self._service = service
+        self._options = options
+        self._key = key
+        self._cached = cached
+        # perf_counter() when the query was received: a cached answer's own timings start here.
+        self._started = started
+
+    async def events(self) -> AsyncIterator[QueryEvent]:
+        if self._cached is not None:
+            retrieval, result = self._cached
+            for event in replay(retrieval, self._cached_result(result)):
+                yield event
+            return
+        async for event in self._service._run(self._options, self._key):
+            yield event
+
+    async def result(self) -> QueryResult:
+        """The final response (a cached one at once, `cached` true)."""
+        if self._cached is not None:
+            return self._cached_result(self._cached[1])
+        final: QueryResult | None = None
+        async for event in self.events():
+            if isinstance(event, DoneEvent):
+                final = event.result
+        if final is None:  # the pipeline always ends with done; this guards the contract
+            raise RuntimeError("the query ended without a result")
         return final
 
-
-def cached_body(cached: dict[str, Any], started: float) -> dict[str, Any]:
-    """The response body of a cached result: its `timings_ms` are this request's own (the
-    lookup, from `started`), the run that computed it keeps its under `original_timings_ms`."""
-    done = cached["done"]
-    elapsed = round((time.perf_counter() - started) * 1000, 2)
-    return dict(
-        done,
-        cached=True,
-        timings_ms={"cache": elapsed, "total": elapsed},
-        original_timings_ms=done.get("timings_ms", {}),
-    )
+    def _cached_result(self, result: QueryResult) -> QueryResult:
+        """A cached result's `timings_ms` are this request's own (the lookup, from when it was
+        received); the run that computed it keeps its under `original_timings_ms`."""
+        elapsed = round((time.perf_counter() - self._started) * 1000, 2)
+        return replace(
+            result,
+            cached=True,
+            timings_ms={"cache": elapsed, "total": elapsed},
+            original_timings_ms=result.timings_ms,
+        )
 
 
-def record_metrics(done: dict[str, Any]) -> None:
+def _read_cached(entry: Mapping[str, Any] | None) -> Cached | None:
+    """A cache entry as typed values; an entry that does not read (written by another
+    version) counts as a miss and is computed again."""
+    if entry is None:
+        return None
+    try:
+        return RetrievalEvent.from_json(entry.get("retrieval", {})), QueryResult.from_json(
+            entry["done"]
+        )
+    except (KeyError, TypeError, AttributeError) as exc:
+        log.warning("query cache entry unreadable, computing again: %r", exc)
+        return None
+
+
+def record_metrics(timings_ms: Mapping[str, float], usage: Usage) -> None:
     """Step latencies and generator tokens of a query the pipeline ran (cached ones cost none)."""
-    for step, ms in (done.get("timings_ms") or {}).items():
-        if isinstance(ms, int | float):
-            QUERY_STEP_SECONDS.labels(step).observe(ms / 1000)
-    usage = done.get("usage") or {}
+    for step, ms in timings_ms.items():
+        QUERY_STEP_SECONDS.labels(step).observe(ms / 1000)
     # cached_prompt: prompt tokens the server took from its prefix cache (vLLM, when reported).
-    for kind in ("prompt", "completion", "cached_prompt"):
-        tokens = usage.get(f"{kind}_tokens")
-        if isinstance(tokens, int) and tokens > 0:
+    for kind, tokens in (
+        ("prompt", usage.prompt_tokens),
+        ("completion", usage.completion_tokens),
+        ("cached_prompt", usage.cached_prompt_tokens),
+    ):
+        if tokens > 0:
             GENERATOR_TOKENS.labels(kind).inc(tokens)
-
-
-def replay(cached: dict[str, Any], started: float) -> list[Event]:
-    """The streaming events of a cached result, in contract order, marked cached."""
-    done = cached_body(cached, started)
-    return [
-        ("retrieval", cached.get("retrieval", {})),
-        ("relevance", {"relevance": done.get("relevance", [])}),
-        ("evidence", {"evidence": done.get("evidence", [])}),
-        ("analysis", {"analysis": done.get("analysis", "")}),
-        ("answer", {"answer": done.get("answer", ""), "citations": done.get("citations", [])}),
-        ("done", done),
-    ]

@@ -10,10 +10,6 @@ a token no chunk holds has no postings and scores nothing.
 
 from __future__ import annotations
 
-import io
-import json
-import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -23,13 +19,16 @@ import numpy as np
 import Stemmer
 
 from core.settings import Bm25Settings
+from retrieval.snapshot_file import (
+    SnapshotError,
+    json_array,
+    json_value,
+    read_snapshot,
+    write_snapshot,
+)
 
 # Bump when tokenization changes: snapshots of another version are rebuilt from the database.
 TOKENIZER_VERSION = 1
-
-
-class SnapshotError(Exception):
-    """A BM25 snapshot is missing, truncated, inconsistent or tokenized differently."""
 
 
 class Tokenizer:
@@ -147,8 +146,7 @@ class Bm25Index:
     # Snapshots ---------------------------------------------------------------------------
 
     def save(self, path: Path, meta: dict[str, Any]) -> None:
-        """Write atomically: a temp file in the same folder, then os.replace."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write atomically (retrieval/snapshot_file.py); `meta` goes into the header."""
         with self._lock:
             ids = np.fromiter(self._docs, dtype=np.int64, count=len(self._docs))
             lengths = np.fromiter(
@@ -159,40 +157,25 @@ class Bm25Index:
             )
             vocab = list(self._vocab)
         header = dict(meta, count=int(len(ids)), tokenizer=self.tokenizer.signature)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(
-                    f,
-                    ids=ids,
-                    lengths=lengths,
-                    tokens=flat,
-                    vocab=np.frombuffer(json.dumps(vocab).encode(), np.uint8),
-                    meta=np.frombuffer(json.dumps(header).encode(), np.uint8),
-                )
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_snapshot(path, header, ids=ids, lengths=lengths, tokens=flat, vocab=json_array(vocab))
 
     @classmethod
     def load(
         cls, path: Path, settings: Bm25Settings, tokenizer: Tokenizer
     ) -> tuple[Bm25Index, dict[str, Any]]:
         """Load and validate a snapshot; raises SnapshotError when it cannot be trusted."""
-        try:
-            with np.load(io.BytesIO(path.read_bytes())) as data:
-                meta: dict[str, Any] = json.loads(data["meta"].tobytes().decode())
-                vocab: list[str] = json.loads(data["vocab"].tobytes().decode())
-                ids = data["ids"].astype(np.int64)
-                lengths = data["lengths"].astype(np.int64)
-                flat = data["tokens"].astype(np.int64)
-        except FileNotFoundError:
-            raise
-        except Exception as exc:  # zip and JSON fail differently on a bad file
-            raise SnapshotError(f"cannot read snapshot {path.name}: {exc}") from exc
+        meta: dict[str, Any]
+        vocab: list[str]
+        meta, vocab, ids, lengths, flat = read_snapshot(
+            path,
+            lambda data: (
+                json_value(data["meta"]),
+                json_value(data["vocab"]),
+                data["ids"].astype(np.int64),
+                data["lengths"].astype(np.int64),
+                data["tokens"].astype(np.int64),
+            ),
+        )
         if meta.get("tokenizer") != tokenizer.signature:
             raise SnapshotError(f"snapshot {path.name} was tokenized differently")
         if (

@@ -1,6 +1,6 @@
 """Readers for office, e-book, mail and data files: bytes in, text parts out.
 
-They run in the sandboxed child of retrieval/pdf_sandbox.py (bounded memory and time), so this
+They run in the sandboxed child of retrieval/parse_sandbox.py (bounded memory and time), so this
 module imports only the standard library at the top and each format's library inside its
 reader; the child imports it without the rest of the project.
 
@@ -19,6 +19,7 @@ runs under the child's memory limit.
 
 from __future__ import annotations
 
+import codecs
 import io
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -222,7 +223,20 @@ def read_eml(data: bytes) -> Iterator[Part]:
 # --- Data ------------------------------------------------------------------------------
 
 
+def bom_codec(data: bytes) -> str | None:
+    """The codec named by a UTF-16 or UTF-32 byte-order mark at the start of `data`, or None.
+    (UTF-8's BOM is left to the "utf-8-sig" codec.)"""
+    if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "utf-32"
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    return None
+
+
 def _decode(data: bytes) -> str:
+    codec = bom_codec(data)
+    if codec is not None:
+        return data.decode(codec, errors="replace")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:

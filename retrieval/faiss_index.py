@@ -5,33 +5,16 @@ Vectors are L2-normalized, so inner product is cosine similarity.
 
 from __future__ import annotations
 
-import io
-import json
 import math
-import os
-import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import faiss
 import numpy as np
 
 from core.settings import IndexSettings
-
-
-class VectorIndex(Protocol):
-    dim: int
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
-    def remove(self, ids: np.ndarray) -> None: ...
-    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
-    def ids(self) -> np.ndarray: ...
-    def __len__(self) -> int: ...
-
-
-class SnapshotError(Exception):
-    """A snapshot file is missing, truncated or inconsistent; rebuild from the database."""
+from retrieval.snapshot_file import SnapshotError, json_value, read_snapshot, write_snapshot
 
 
 def ivf_nprobe(settings: IndexSettings, nlist: int) -> int:
@@ -129,40 +112,25 @@ class FaissIndex:
     # Snapshots ---------------------------------------------------------------------------
 
     def save(self, path: Path, meta: dict[str, Any]) -> None:
-        """Write atomically: a temp file in the same folder, then os.replace."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write atomically (retrieval/snapshot_file.py); `meta` goes into the header."""
         with self._lock:
             blob = faiss.serialize_index(self._index)
             ids = self.ids()
         header = dict(meta, dim=self.dim, kind=self.kind, count=int(len(ids)))
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(
-                    f,
-                    index=blob,
-                    ids=ids,
-                    meta=np.frombuffer(json.dumps(header).encode(), np.uint8),
-                )
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_snapshot(path, header, index=blob, ids=ids)
 
     @classmethod
     def load(cls, path: Path, settings: IndexSettings) -> tuple[FaissIndex, dict[str, Any]]:
         """Load and validate a snapshot; raises SnapshotError when it cannot be trusted."""
-        try:
-            with np.load(io.BytesIO(path.read_bytes())) as data:
-                meta: dict[str, Any] = json.loads(data["meta"].tobytes().decode())
-                ids = data["ids"].astype(np.int64)
-                raw = faiss.deserialize_index(data["index"])
-        except FileNotFoundError:
-            raise
-        except Exception as exc:  # zip, JSON and faiss all fail differently on a bad file
-            raise SnapshotError(f"cannot read snapshot {path.name}: {exc}") from exc
+        meta: dict[str, Any]
+        meta, ids, raw = read_snapshot(
+            path,
+            lambda data: (
+                json_value(data["meta"]),
+                data["ids"].astype(np.int64),
+                faiss.deserialize_index(data["index"]),
+            ),
+        )
         if raw.ntotal != len(ids) or meta.get("count") != len(ids) or raw.d != meta.get("dim"):
             raise SnapshotError(f"snapshot {path.name} is inconsistent")
         index = cls(int(meta["dim"]), str(meta["kind"]), settings)

@@ -111,6 +111,8 @@ def _parse(db: Database, settings: IngestSettings, document_id: str) -> _Parsed 
         )
         _, embedder_id = repository.index_version(session, collection_id)
         repository.mark_document(session, document_id, DocumentStatus.PROCESSING)
+        # Its job runs from now on (not only once a first document is done).
+        repository.start_ingest_jobs(session, [job_id])
 
     try:
         text = extract_text(
@@ -211,7 +213,8 @@ def _store_locked(
     if active_embedder != embedder_id:
         embedder_id = active_embedder
         document_vectors = embedders.get(active_embedder).embed_documents(texts)
-    repository.store_chunks(
+    # The versions it replaces (an upload of the same filename) leave in this transaction.
+    replaced = repository.store_chunks(
         session,
         current,
         parsed.text,
@@ -219,6 +222,8 @@ def _store_locked(
         embedder_id,
         document_vectors,
     )
+    if replaced:
+        log.info("document %s replaces %s", parsed.document_id, ", ".join(replaced))
     return IngestResult(Outcome.READY, len(parsed.spans))
 
 

@@ -15,7 +15,8 @@ from bs4 import BeautifulSoup
 from bs4.element import NavigableString, PageElement, PreformattedString, Tag
 
 from core.errors import DocumentError
-from retrieval.pdf_sandbox import PdfSandboxError, extract_parts, extract_pdf_text
+from retrieval.parse_sandbox import SandboxError, extract_parts, extract_pdf_text
+from retrieval.text_check import check_text, decode_by_bom
 
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
@@ -74,6 +75,11 @@ _HTML_MARKERS = ("<!doctype html", "<html")
 # Longest reason from a parser that is passed on to the user.
 _MAX_REASON_CHARS = 200
 
+# Formats read as characters: their bytes must look like text (`not_text_reason`).
+TEXT_MEDIA_TYPES = frozenset(
+    {"text/plain", "text/markdown", _HTML, CSV, JSON, XML, "text/xml", EML}
+)
+
 
 def detect_media_type(filename: str, data: bytes) -> str:
     """Return the media type of an upload, one of the values of `SUPPORTED_MEDIA_TYPES`.
@@ -82,7 +88,9 @@ def detect_media_type(filename: str, data: bytes) -> str:
     magic is treated as a PDF (mislabelled exports are common). Without a known extension the
     content is sniffed: PDF magic, then UTF-8 text that opens like an HTML document.
 
-    Raises `DocumentError("unsupported_media_type")` when neither way gives a supported type.
+    Raises `DocumentError("unsupported_media_type")` when neither way gives a supported type,
+    or when a file named as a text format (txt, md, html, csv, json, xml, eml) is not text
+    (an image renamed fake.txt): the message says what it looks like.
     """
     extension = _extension(filename)
     by_extension = SUPPORTED_MEDIA_TYPES.get(extension)
@@ -90,6 +98,8 @@ def detect_media_type(filename: str, data: bytes) -> str:
     if by_extension is not None:
         if is_pdf and by_extension in ("text/plain", "text/markdown"):
             return _PDF
+        if by_extension in TEXT_MEDIA_TYPES:
+            check_text(data, f"a .{extension} file")
         return by_extension
     if is_pdf:
         return _PDF
@@ -117,7 +127,7 @@ def extract_text(
 
     PDFs and every format but plain text, Markdown and HTML are read in a child process
     limited to `pdf_timeout_s` seconds and `pdf_memory_mb` of address space
-    (retrieval/pdf_sandbox.py); past either the document is unparseable. Those formats also
+    (retrieval/parse_sandbox.py); past either the document is unparseable. Those formats also
     stop at `max_chars` characters of text, and zip containers (docx, pptx, xlsx, odt, epub)
     that would unpack to more than `max_unpacked_bytes` are refused unopened.
 
@@ -125,11 +135,15 @@ def extract_text(
     trailing blank lines and no NUL characters.
 
     Raises `DocumentError` with code "unsupported_media_type" for a media type outside
-    `SUPPORTED_MEDIA_TYPES`, "unparseable_document" when the file cannot be read, and
+    `SUPPORTED_MEDIA_TYPES` or bytes of a text format that are not text (retrieval/text_check.py),
+    "unparseable_document" when the file cannot be read, and
     "empty_document" when it holds no text.
     """
     # Callers may pass a Content-Type header value such as "text/plain; charset=utf-8".
     kind = media_type.split(";", 1)[0].strip().lower()
+    if kind in TEXT_MEDIA_TYPES:
+        # Uploads are checked already; this covers documents stored before the check existed.
+        check_text(data, f"a {kind} document")
     if kind in ("text/plain", "text/markdown"):
         raw = _decode_text(data)
     elif kind == _HTML:
@@ -142,7 +156,7 @@ def extract_text(
             parts = extract_parts(
                 data, reader, label, pdf_timeout_s, pdf_memory_mb, max_chars, max_unpacked_bytes
             )
-        except PdfSandboxError as exc:
+        except SandboxError as exc:
             raise DocumentError("unparseable_document", str(exc)) from exc
         raw = "".join(
             _html_text(text.encode()) + "\n\n" if form == "html" else text for form, text in parts
@@ -179,11 +193,15 @@ def _looks_like_html(data: bytes) -> bool:
 
 
 def _decode_text(data: bytes) -> str:
-    """Decode text bytes: UTF-8 (BOM dropped), else Windows-1252, else Latin-1.
+    """Decode text bytes: UTF-16/32 when a byte-order mark says so, else UTF-8 (BOM dropped),
+    else Windows-1252, else Latin-1.
 
     Latin-1 maps every byte, so decoding never fails; Windows-1252 is tried first because
     it is what legacy "ANSI" files nearly always are.
     """
+    text = decode_by_bom(data)
+    if text is not None:
+        return text
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -344,7 +362,7 @@ def _pdf_text(data: bytes, timeout_s: float, memory_mb: int) -> str:
     """Text of every page of a PDF, pages separated by a blank line, read in a bounded child."""
     try:
         return extract_pdf_text(data, timeout_s, memory_mb)
-    except PdfSandboxError as exc:
+    except SandboxError as exc:
         raise DocumentError("unparseable_document", str(exc)) from exc
 
 

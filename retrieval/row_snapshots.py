@@ -15,7 +15,8 @@ uses the snapshot only when that version equals the tag. It never trusts the col
 cache for this: another process's deletion reaches that cache by NOTIFY, possibly after the
 DELETE has answered. When the versions differ, the search reads from the database as before,
 and the snapshot is brought to the new version in the background. That sync works like
-`IndexStore`'s: the ids are diffed and only missing rows are read.
+`DerivedIndexStore`'s (retrieval/derived_index_store.py): the ids are diffed and only missing
+rows are read.
 """
 
 from __future__ import annotations

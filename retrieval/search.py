@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from core import repository
-from core.collection_state import CollectionStates
+from core.collection_state import CollectionState, CollectionStates
 from core.db import Database
 from core.repository import ChunkRow
 from core.settings import IndexSettings, RetrievalMode, RetrievalSettings
@@ -86,6 +86,23 @@ def hydrate(
     return hits[:top_k]
 
 
+class _Gone:
+    """Counts the ids a row reader was asked for that it did not find (deleted chunks)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def counting(
+        self, read_rows: Callable[[list[int]], dict[int, ChunkRow]]
+    ) -> Callable[[list[int]], dict[int, ChunkRow]]:
+        def read(ids: list[int]) -> dict[int, ChunkRow]:
+            rows = read_rows(ids)
+            self.count += len(ids) - len(rows)
+            return rows
+
+        return read
+
+
 class Searcher:
     def __init__(
         self,
@@ -115,8 +132,26 @@ class Searcher:
         retrieval: RetrievalMode | None = None,
     ) -> SearchResult:
         """The top_k chunks for the query. `retrieval` overrides the collection's setting,
-        which overrides the server default (settings.retrieval.default)."""
+        which overrides the server default (settings.retrieval.default).
+
+        When chunks the index ranked are gone from the database, a change committed while
+        this search ran (a delete, or a document replaced by its new version in one
+        transaction): the search runs again once at the version now committed, so that a
+        replaced document is found in its new version, never in neither."""
         state = self.states.get(collection_name)
+        result, dropped = self._search_at(state, query, top_k, retrieval)
+        if dropped:
+            now = CollectionState(
+                *self._db.read(partial(repository.collection_state, name=collection_name))
+            )
+            if now.index_version != state.index_version:
+                result, _ = self._search_at(now, query, top_k, retrieval)
+        return result
+
+    def _search_at(
+        self, state: CollectionState, query: str, top_k: int, retrieval: RetrievalMode | None
+    ) -> tuple[SearchResult, int]:
+        """The search at the collection's `state`, and how many ranked chunks it found gone."""
         collection_id, version, embedder_id = state.id, state.index_version, state.embedder
         mode = retrieval or state.retrieval or self._retrieval.default
         # Dense alone overfetches so deletions not yet caught up can be dropped; a ranking that
@@ -139,8 +174,9 @@ class Searcher:
             ranked = reciprocal_rank_fusion(
                 [[i for i, _ in r] for r in rankings], self._retrieval.rrf_k
             )
-        hits = self._hydrate(collection_id, fresh, ranked, top_k, overfetch, similarities)
-        return SearchResult(hits, version, embedder_id, mode)
+        gone = _Gone()
+        hits = self._hydrate(collection_id, fresh, ranked, top_k, overfetch, similarities, gone)
+        return SearchResult(hits, version, embedder_id, mode), gone.count
 
     def _hydrate(
         self,
@@ -150,7 +186,9 @@ class Searcher:
         top_k: int,
         batch: int,
         similarities: dict[int, float],
+        gone: _Gone,
     ) -> list[Hit]:
+        """Hits from the ranking; `gone` counts the ranked chunks found deleted."""
         if fresh is not None and self.rows is not None:
             try:
                 rows = self.rows.rows(collection_id, fresh.result())
@@ -159,7 +197,7 @@ class Searcher:
             if rows is not None:
                 snapshot = rows
                 return hydrate(
-                    lambda ids: {i: snapshot[i] for i in ids if i in snapshot},
+                    gone.counting(lambda ids: {i: snapshot[i] for i in ids if i in snapshot}),
                     ranked,
                     top_k,
                     batch,
@@ -170,7 +208,11 @@ class Searcher:
         # read above holds one for its own query only, on one of the snapshots' few threads.
         return self._db.read(
             lambda session: hydrate(
-                partial(repository.chunk_rows, session), ranked, top_k, batch, similarities
+                gone.counting(partial(repository.chunk_rows, session)),
+                ranked,
+                top_k,
+                batch,
+                similarities,
             )
         )
 

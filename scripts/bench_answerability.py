@@ -1,5 +1,5 @@
 """How well retrieval alone tells an answerable question from one the documents cannot answer:
-the check the pipeline runs before the reasoning steps (generation/answerability.py).
+the check the pipeline runs before the reasoning steps (generation/reasoning/answerability.py).
 
     .venv/bin/python scripts/bench_answerability.py
         [--datasets squad2,squad,hotpotqa,../shared/eval-dev] [--questions 200]
@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from app.cli import http
+from benchmark.datasets import load_benchmark
+from benchmark.runner import BenchRunner
 from core.settings import PipelineSettings
-from generation.answerability import assess
-from generation.benchmark.datasets import load_benchmark
-from generation.benchmark.runner import BenchRunner
+from generation.reasoning.answerability import assess
 
 COVERAGES = (0.5, 0.6, 0.67, 0.75, 0.8, 1.0)
 SIMILARITIES = (0.3, 0.35, 0.4, 0.45, 0.5)

@@ -99,14 +99,21 @@ def free_port() -> int:
 class Service:
     """A subprocess whose output goes to a log file; stopped with SIGTERM, then SIGKILL."""
 
-    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], log_dir: Path):
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: dict[str, str],
+        log_dir: Path,
+        cwd: Path = REPO_ROOT,
+    ):
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log: IO[bytes] = self.log_path.open("wb")
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(
             list(argv),
-            cwd=REPO_ROOT,
+            cwd=cwd,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -159,7 +166,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_api(env: dict[str, str], log_dir: Path, name: str = "api") -> tuple[Service, str]:
+def start_api(
+    env: dict[str, str], log_dir: Path, name: str = "api", root: Path = REPO_ROOT
+) -> tuple[Service, str]:
+    """The API under uvicorn, importing the service from `root` (another checkout's copy of
+    the tree runs that copy's code, with this virtual environment)."""
     port = free_port()
     argv = [
         str(VENV_BIN / "uvicorn"),
@@ -172,10 +183,10 @@ def start_api(env: dict[str, str], log_dir: Path, name: str = "api") -> tuple[Se
         "--log-level",
         "warning",
     ]
-    return Service(name, argv, env, log_dir), f"http://127.0.0.1:{port}"
+    return Service(name, argv, env, log_dir, cwd=root), f"http://127.0.0.1:{port}"
 
 
-def start_worker(env: dict[str, str], log_dir: Path) -> Service:
+def start_worker(env: dict[str, str], log_dir: Path, root: Path = REPO_ROOT) -> Service:
     argv = [
         str(VENV_BIN / "celery"),
         "-A",
@@ -187,11 +198,13 @@ def start_worker(env: dict[str, str], log_dir: Path) -> Service:
         "--concurrency=1",
         "--loglevel=WARNING",
     ]
-    return Service("worker", argv, env, log_dir)
+    return Service("worker", argv, env, log_dir, cwd=root)
 
 
 @contextmanager
-def deployment_stack(prefix: str, **settings: str) -> Iterator[tuple[str, list[Service]]]:
+def deployment_stack(
+    prefix: str, root: Path = REPO_ROOT, **settings: str
+) -> Iterator[tuple[str, list[Service]]]:
     """The deployment shape: a fresh database, this benchmarks' broker DB (flushed before and
     after), one solo Celery worker and the API, with extra RAG_ `settings`. Yields (base URL,
     processes); on a failure the processes' log tails are printed."""
@@ -212,8 +225,8 @@ def deployment_stack(prefix: str, **settings: str) -> Iterator[tuple[str, list[S
                 **settings,
             )
             with services() as procs:
-                procs.append(start_worker(env, Path(tmp)))
-                api, base_url = start_api(env, Path(tmp))
+                procs.append(start_worker(env, Path(tmp), root))
+                api, base_url = start_api(env, Path(tmp), root=root)
                 procs.append(api)
                 try:
                     yield base_url, procs

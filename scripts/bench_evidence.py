@@ -8,15 +8,16 @@ Each set (train split only: this chooses a setting) is loaded as `rag bench` loa
 documents are embedded whole with the default embedder, and each answerable question takes the
 top 5 by cosine (a stand-in for the service's retrieval; SQuAD and HotpotQA paragraphs are about
 one chunk). The candidates are the sentences of those passages, split as the prompts split them
-(`generation.prompts.make_passages`). A sentence is gold when it holds a gold answer or is a gold
-supporting sentence (`citation_is_precise`, as the benchmark scores citations). Rankers:
+(`generation.reasoning.prompts.make_passages`). A sentence is gold when it holds a gold answer
+or is a gold supporting sentence (`citation_is_precise`, as the benchmark scores citations).
+Rankers:
 
 - dense: cosine of the question and the sentence (the same embedder);
 - lexical: BM25 over the candidates, the service's tokenizer;
 - order: the passages' retrieval order, then sentence order (what a model reading top-down sees);
 - lexical + dense and all three: reciprocal rank fusion, k = 60;
 - lexical + order: the service's weighted fusion
-  (`generation.evidence_ranking.ranked_sentence_ids`, the evidence step's candidates).
+  (`generation.reasoning.evidence_ranking.ranked_sentence_ids`, the evidence step's candidates).
 
 Prints hit@1..6 per ranker, over questions whose passages hold a gold sentence.
 """
@@ -28,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.datasets import load_benchmark
+from benchmark.scoring import citation_is_precise
 from core.settings import Settings
-from generation.benchmark.datasets import load_benchmark
-from generation.benchmark.scoring import citation_is_precise
-from generation.evidence_ranking import bm25, ranked_sentence_ids
-from generation.prompts import make_passages
+from generation.reasoning.evidence_ranking import bm25, ranked_sentence_ids
+from generation.reasoning.prompts import make_passages
 from retrieval.bm25_index import Tokenizer
 from retrieval.embedders import EmbedderPool
 from retrieval.search import Hit

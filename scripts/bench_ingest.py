@@ -1,25 +1,34 @@
-"""Ingestion throughput (chunks/s) of the service, next to raw SentenceTransformer.encode.
+"""Ingestion throughput (chunks/s) a client sees, next to raw SentenceTransformer.encode.
 
-    .venv/bin/python scripts/bench_ingest.py [--corpus DIR] [--quick] [--modes deployment,embedded]
-        [--per-task 8,1] [--embedders all-MiniLM-L6-v2,all-MiniLM-L6-v2-onnx-int8]
+    .venv/bin/python scripts/bench_ingest.py [--corpus DIR | --squad 600] [--quick]
+        [--modes embedded,deployment] [--per-task 8,1] [--embedders ID,ID] [--before DIR]
 
 Baseline: parse + chunk every file in-process, then one `SentenceTransformer.encode` of all the
-chunks (batch 64, normalized), timed before the first and after every service run; each service
-run is compared with the mean of the two baselines around it (the machine is shared and its
-load drifts). With --per-doc, an extra baseline encodes each file's chunks with its own
-encode() call, as one-document tasks do. Service: a fresh database, a real Celery worker
-(deployment) or the in-process worker thread (embedded), the API under uvicorn; timed from
-the first upload POST until every job has succeeded. Each mode runs once per --per-task value
-(documents per ingestion task: the default 8 next to 1, one task per document) and once per
---embedders value (the collections' document embedder; default: the deployment's default).
-The baseline stays torch `encode` of all-MiniLM-L6-v2 whatever the service embeds with.
-Prints a Markdown table and writes bench-results/*.json.
+chunks (batch 64, normalized, float32), timed before the first and after every service run;
+each service run is compared with the mean of the two baselines around it (the machine is
+shared and its load drifts). Next to it, once, the service's own embedder (its precision and
+batch size) encodes the same chunks in this process: the ceiling the service could reach.
+With --per-doc, an extra baseline encodes each file's chunks with its own encode() call.
+
+Service: a fresh database, a real Celery worker (deployment) or the in-process worker thread
+(embedded), the API under uvicorn. The client does what a user's does (`rag ingest`): it POSTs
+the files in requests of 100, then reads every unfinished job every 0.5 s until all have
+ended; timed from the first POST to the last job's end. Each mode runs once per --per-task
+value (documents per ingestion task) and once per --embedders value (the collections'
+document embedder; default: the deployment's default). --before DIR runs every service a
+second time from another checkout (a copy of the tree before a change), interleaved, so that
+before and after are compared in the same run. Corpus: --corpus DIR (default eval-dev), or
+--squad N: the first N paragraphs of the SQuAD v1.1 train half, one .txt file each (600 is
+the issue's "600 small documents"). Prints a Markdown table and writes bench-results/*.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
+import mimetypes
+import os
 import statistics
 import sys
 import tempfile
@@ -47,7 +56,9 @@ from bench_common import (
 )
 
 UPLOAD_BATCH = 100
-POLL_INTERVAL_S = 0.2
+# What `rag ingest` does: every unfinished job read every half second.
+POLL_INTERVAL_S = 0.5
+SQUAD = REPO_ROOT.parent / "shared" / "datasets" / "squad" / "v1.1-train-half.json"
 TERMINAL = {"succeeded", "failed", "cancelled"}
 WARMUP_TEXT = b"# Warm-up\n\nThis tiny document makes the worker load its model before timing.\n"
 
@@ -71,6 +82,13 @@ def load_corpus(directory: Path, limit: int | None) -> list[CorpusFile]:
     if not paths:
         raise SystemExit(f"no supported files in {directory}")
     return [CorpusFile(p.name, p.read_bytes()) for p in paths]
+
+
+def squad_corpus(count: int) -> list[CorpusFile]:
+    """The first `count` paragraphs of the SQuAD v1.1 train half, one text file each."""
+    articles = json.loads(SQUAD.read_text())["data"]
+    contexts = [p["context"] for a in articles for p in a["paragraphs"]][:count]
+    return [CorpusFile(f"squad-{i:04d}.txt", c.encode()) for i, c in enumerate(contexts)]
 
 
 def chunk_corpus(files: list[CorpusFile]) -> tuple[list[str], float, int]:
@@ -103,6 +121,34 @@ def raw_encode(model: Any, texts: list[str]) -> Timing:
     started, cpu = time.perf_counter(), time.process_time()
     model.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
     return Timing(time.perf_counter() - started, time.process_time() - cpu)
+
+
+def service_encode(texts: list[str]) -> tuple[Timing, str]:
+    """The service's default embedder (its precision, its batch size) encoding the chunks in
+    this process, as one call: what the service would reach with no overhead at all."""
+    from core.settings import Settings
+    from retrieval.embedders import EmbedderPool
+
+    pool = EmbedderPool(Settings().embedder)
+    embedder = pool.get(pool.default_id())
+    embedder.embed_documents(texts[:64])  # the first call pays one-off setup
+    started, cpu = time.perf_counter(), time.process_time()
+    embedder.embed_documents(texts)
+    timing = Timing(time.perf_counter() - started, time.process_time() - cpu)
+    return timing, f"{embedder.id}, {getattr(embedder, 'precision', '')}".rstrip(", ")
+
+
+def cpu_summary() -> str:
+    """The CPU features that decide the default document encoder and its speed."""
+    from retrieval.embedders import cpu_has_native_bf16
+
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        flags = set()
+    found = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_bf16") if f in flags]
+    bf16 = "native bfloat16" if cpu_has_native_bf16() else "no native bfloat16"
+    return f"{os.cpu_count()} cores, {bf16} ({', '.join(found) or 'no AVX2'})"
 
 
 def per_document_encode(model: Any, files: list[CorpusFile]) -> Timing:
@@ -147,7 +193,7 @@ def upload_batches(
     duplicates = 0
     for start in range(0, len(files), UPLOAD_BATCH):
         batch = files[start : start + UPLOAD_BATCH]
-        parts = [("files", (f.name, f.data, "text/markdown")) for f in batch]
+        parts = [("files", (f.name, f.data, content_type(f.name))) for f in batch]
         accepted = checked(
             client.post(f"/admin/v1/collections/{collection}/documents", files=parts)
         )
@@ -156,34 +202,32 @@ def upload_batches(
     return job_ids, duplicates
 
 
+def content_type(name: str) -> str:
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
 def wait_jobs(
     client: httpx.Client, job_ids: list[str], watched: list[Service], timeout: float
-) -> dict[str, dict[str, Any]]:
-    """Poll the jobs in upload order each POLL_INTERVAL_S until all are terminal.
-
-    A round stops at the first job still running: the queue is first in, first out, so the
-    jobs behind it have barely started, and a job that finished out of order is read once the
-    ones before it are done. Polling every job every round sent the API about 40 requests/s,
-    whose CPU (API and Postgres) the worker lost on a 2-core machine: deployment measured
-    1.09-1.23x raw that way, against 1.66-1.83x with this (docs/performance.md).
-    """
+) -> tuple[dict[str, dict[str, Any]], int]:
+    """Read every unfinished job each POLL_INTERVAL_S until all have ended, as a client does
+    (`rag ingest`); returns the jobs' last states and the number of reads."""
     finished: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + timeout
-    while len(finished) < len(job_ids):
+    reads = 0
+    while True:
+        for job_id in job_ids:
+            if job_id not in finished:
+                job = checked(client.get(f"/admin/v1/jobs/{job_id}"))
+                reads += 1
+                if job["status"] in TERMINAL:
+                    finished[job_id] = job
+        if len(finished) == len(job_ids):
+            return finished, reads
         if time.monotonic() > deadline:
             raise TimeoutError(f"{len(job_ids) - len(finished)} jobs unfinished after {timeout} s")
-        for job_id in job_ids:
-            if job_id in finished:
-                continue
-            job = checked(client.get(f"/admin/v1/jobs/{job_id}"))
-            if job["status"] not in TERMINAL:
-                break
-            finished[job_id] = job
-        if len(finished) < len(job_ids):
-            for service in watched:
-                service.check_alive()
-            time.sleep(POLL_INTERVAL_S)
-    return finished
+        for service in watched:
+            service.check_alive()
+        time.sleep(POLL_INTERVAL_S)
 
 
 def create_collection(client: httpx.Client, name: str, embedder: str | None) -> None:
@@ -209,7 +253,7 @@ def measure_service(
         create_collection(client, "bench-warmup", embedder)
         started = time.perf_counter()
         job_ids, _ = upload_batches(client, "bench-warmup", [CorpusFile("warmup.md", WARMUP_TEXT)])
-        warm = wait_jobs(client, job_ids, watched, timeout)
+        warm, _ = wait_jobs(client, job_ids, watched, timeout)
         result["warmup_job_s"] = round(time.perf_counter() - started, 2)
         if any(j["status"] != "succeeded" for j in warm.values()):
             raise RuntimeError(f"warm-up job did not succeed: {list(warm.values())}")
@@ -220,7 +264,7 @@ def measure_service(
         cpu_before = {p.name: cpu_seconds(p.proc.pid) for p in watched}
         job_ids, duplicates = upload_batches(client, "bench", files)
         uploaded = time.perf_counter()
-        jobs = wait_jobs(client, job_ids, watched, timeout)
+        jobs, reads = wait_jobs(client, job_ids, watched, timeout)
         elapsed = time.perf_counter() - started
         cpu = {p.name: round(cpu_seconds(p.proc.pid) - cpu_before[p.name], 2) for p in watched}
         info = checked(client.get("/v1/collections/bench"))
@@ -237,6 +281,7 @@ def measure_service(
         documents=info["documents"],
         chunks=info["chunks"],
         upload_s=round(uploaded - started, 3),
+        job_reads=reads,
         elapsed_s=round(elapsed, 3),
         server_span_s=round((max(done) - min(created)).total_seconds(), 3) if done else None,
         chunks_per_s=round(info["chunks"] / elapsed, 2),
@@ -247,30 +292,41 @@ def measure_service(
     return result
 
 
-def run_deployment(
-    files: list[CorpusFile], timeout: float, per_task: int, embedder: str | None
-) -> dict[str, Any]:
-    settings = {"RAG_INGEST__DOCUMENTS_PER_TASK": str(per_task)}
-    with deployment_stack("bench-ingest", **settings) as (base_url, procs):
-        mode = mode_label("deployment", per_task, embedder)
-        return measure_service(mode, base_url, procs, files, timeout, embedder)
+@dataclass(frozen=True)
+class Variant:
+    """One service run: its mode, settings, and the checkout whose code it runs."""
+
+    mode: str
+    per_task: int
+    embedder: str | None
+    root: Path = REPO_ROOT
+    label: str = ""
+
+    def name(self) -> str:
+        name = f"{self.mode}, {self.per_task}/task" + (
+            f", {self.embedder}" if self.embedder else ""
+        )
+        return f"{name}, {self.label}" if self.label else name
 
 
-def mode_label(mode: str, per_task: int, embedder: str | None) -> str:
-    return f"{mode}, {per_task}/task" + (f", {embedder}" if embedder else "")
+def run_deployment(files: list[CorpusFile], timeout: float, variant: Variant) -> dict[str, Any]:
+    settings = {"RAG_INGEST__DOCUMENTS_PER_TASK": str(variant.per_task)}
+    with deployment_stack("bench-ingest", variant.root, **settings) as (base_url, procs):
+        return measure_service(variant.name(), base_url, procs, files, timeout, variant.embedder)
 
 
-def run_embedded(
-    files: list[CorpusFile], timeout: float, per_task: int, embedder: str | None
-) -> dict[str, Any]:
+def run_embedded(files: list[CorpusFile], timeout: float, variant: Variant) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
-        env = service_env(RAG_DATA_DIR=f"{tmp}/data", RAG_INGEST__DOCUMENTS_PER_TASK=str(per_task))
+        env = service_env(
+            RAG_DATA_DIR=f"{tmp}/data", RAG_INGEST__DOCUMENTS_PER_TASK=str(variant.per_task)
+        )
         with services() as procs:
-            api, base_url = start_api(env, Path(tmp))
+            api, base_url = start_api(env, Path(tmp), root=variant.root)
             procs.append(api)
             try:
-                mode = mode_label("embedded", per_task, embedder)
-                return measure_service(mode, base_url, procs, files, timeout, embedder)
+                return measure_service(
+                    variant.name(), base_url, procs, files, timeout, variant.embedder
+                )
             except Exception:
                 log(f"--- api log tail ---\n{api.tail()}")
                 raise
@@ -283,6 +339,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--corpus", type=Path, default=REPO_ROOT.parent / "shared" / "eval-dev" / "corpus"
+    )
+    parser.add_argument(
+        "--squad",
+        type=int,
+        metavar="N",
+        help="instead of --corpus: the first N SQuAD v1.1 train-half paragraphs, a .txt each",
+    )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        metavar="DIR",
+        help="also run every service from this checkout (the tree before a change), interleaved",
     )
     parser.add_argument("--quick", action="store_true", help="only the first 200 files")
     parser.add_argument("--limit", type=int, help="only the first LIMIT files")
@@ -311,7 +379,8 @@ def main() -> int:
     if unknown := set(modes) - {"deployment", "embedded"}:
         parser.error(f"unknown modes: {sorted(unknown)}")
 
-    files = load_corpus(args.corpus, args.limit or (200 if args.quick else None))
+    limit = args.limit or (200 if args.quick else None)
+    files = squad_corpus(args.squad)[:limit] if args.squad else load_corpus(args.corpus, limit)
     texts, chunk_s, documents = chunk_corpus(files)
     log(f"{len(files)} files -> {documents} documents, {len(texts)} chunks ({chunk_s:.2f} s)")
 
@@ -321,16 +390,24 @@ def main() -> int:
     raw = [raw_encode(model, texts)]
     log(f"raw encode: {len(texts) / raw[-1].wall_s:.1f} chunks/s")
     per_doc = per_document_encode(model, files) if args.per_doc else None
+    ceiling, ceiling_embedder = service_encode(texts)
+    log(f"service embedder in process: {len(texts) / ceiling.wall_s:.1f} chunks/s")
 
     runners = {"deployment": run_deployment, "embedded": run_embedded}
+    roots = [(REPO_ROOT, "")] + ([(args.before.resolve(), "before")] if args.before else [])
+    variants = [
+        Variant(mode, int(size), embedder, root, label)
+        for mode in modes
+        for size in args.per_task.split(",")
+        if size.strip()
+        for embedder in embedders
+        for root, label in roots
+    ]
     runs: list[dict[str, Any]] = []
-    per_task = [int(v) for v in args.per_task.split(",") if v.strip()]
-    for mode in modes:
-        for size in per_task:
-            for embedder in embedders:
-                runs.append(runners[mode](files, args.timeout, size, embedder))
-                raw.append(raw_encode(model, texts))
-                log(f"raw encode: {len(texts) / raw[-1].wall_s:.1f} chunks/s")
+    for variant in variants:
+        runs.append(runners[variant.mode](files, args.timeout, variant))
+        raw.append(raw_encode(model, texts))
+        log(f"raw encode: {len(texts) / raw[-1].wall_s:.1f} chunks/s")
 
     def row(label: str, t: Timing, base: list[Timing] | None, note: str) -> list[Any]:
         wall = statistics.fmean(b.wall_s for b in base) if base else None
@@ -348,6 +425,9 @@ def main() -> int:
     rows = [row(f"raw encode #{i}", t, None, "batch 64, all at once") for i, t in enumerate(raw)]
     if per_doc is not None:
         rows.append(row("raw encode per document", per_doc, raw[:1], "vs #0; one encode()/file"))
+    rows.append(
+        row(f"service's embedder in process ({ceiling_embedder})", ceiling, raw[:1], "vs #0")
+    )
     for i, run in enumerate(runs):
         # Compared with the mean of the baselines just before and just after it.
         bracket = raw[i : i + 2]
@@ -358,7 +438,7 @@ def main() -> int:
             statistics.fmean(b.cpu_s for b in bracket) / run["cpu_s"], 3
         )
         ok = run["jobs_not_succeeded"] == 0 and run["error_count"] == 0
-        note = f"vs #{i}-#{i + 1}; upload {run['upload_s']:.1f} s"
+        note = f"vs #{i}-#{i + 1}; upload {run['upload_s']:.1f} s, {run['job_reads']} job reads"
         note += "" if ok else f"; {run['error_count']} errors"
         rows.append(
             row(f"service {run['mode']}", Timing(run["elapsed_s"], run["cpu_s"]), bracket, note)
@@ -367,9 +447,12 @@ def main() -> int:
     print(f"### {title}{' (--quick)' if args.quick else ''}\n")
     headers = ["run", "wall s", "chunks/s", "vs raw", "CPU s", "CPU eff. vs raw", "note"]
     print(markdown_table(headers, rows))
+    # Which encoder the default picks depends on the CPU: say which this was.
+    print(f"\nCPU: {cpu_summary()}; the service's default document embedder: {ceiling_embedder}.")
     print(
-        f"\nparse+chunk in-process: {chunk_s:.2f} s. Target: service >= 0.9x raw. CPU s: this "
-        "process for raw, API (+ worker) processes for the service (Postgres not counted)."
+        f"\nparse+chunk in-process: {chunk_s:.2f} s. CPU s: this process for raw, API (+ "
+        "worker) processes for the service (Postgres not counted). Load average at the end: "
+        + ", ".join(f"{v:.1f}" for v in os.getloadavg())
     )
     mismatched = [r["mode"] for r in runs if r["chunks"] != len(texts)]
     if mismatched:
@@ -378,8 +461,10 @@ def main() -> int:
     path = write_results(
         "ingest",
         {
-            "machine": machine_info(),
-            "corpus": str(args.corpus),
+            "machine": machine_info() | {"cpu": cpu_summary()},
+            "corpus": f"squad v1.1 train half, {args.squad}" if args.squad else str(args.corpus),
+            "before": str(args.before) if args.before else None,
+            "service_embedder_in_process": vars(ceiling) | {"embedder": ceiling_embedder},
             "files": len(files),
             "documents": documents,
             "quick": args.quick,

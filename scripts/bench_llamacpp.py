@@ -24,10 +24,10 @@ sys.path.insert(0, str(REPO))
 import llama_cpp  # noqa: E402
 
 from core.settings import LlamaCppSettings  # noqa: E402
-from generation import prompts  # noqa: E402
-from generation.catalog import DEFAULT_MODEL  # noqa: E402
-from generation.generator import without_length_bounds  # noqa: E402
-from generation.llamacpp_backend import LlamaCppGenerator, _grammar  # noqa: E402
+from generation.llm.generator import without_length_bounds  # noqa: E402
+from generation.llm.llamacpp import LlamaCppGenerator, _grammar  # noqa: E402
+from generation.model_files.catalog import DEFAULT_MODEL  # noqa: E402
+from generation.reasoning import prompts  # noqa: E402
 from retrieval.search import Hit  # noqa: E402
 
 CORPUS = REPO.parent / "shared" / "eval-dev" / "corpus"

@@ -5,9 +5,9 @@ sequences in one context and decode one token of each in a single batch (what it
 does with `--parallel`). This measures that against one-at-a-time on the same prompts, in one
 run, on the same loaded weights:
 
-- prompts: the pipeline's one-call prompt (`generation.prompts`) for N eval-dev questions, each
-  with its own gold document and four others as passages, rendered by the service's chat
-  renderer, so the lengths are what serving sends;
+- prompts: the pipeline's one-call prompt (`generation.reasoning.prompts`) for N eval-dev
+  questions, each with its own gold document and four others as passages, rendered by the
+  service's chat renderer, so the lengths are what serving sends;
 - sequential: for each prompt, prefill, then greedy-decode `--tokens` tokens (batch of one);
 - parallel: prefill every prompt into its own sequence, then decode all N together, one token
   of each per `llama_decode` call;
@@ -39,9 +39,9 @@ sys.path.insert(0, str(REPO))
 import llama_cpp  # noqa: E402
 from llama_cpp import Llama  # noqa: E402
 
-from generation import prompts  # noqa: E402
-from generation.catalog import DEFAULT_MODEL, catalog_model  # noqa: E402
-from generation.llamacpp_backend import ChatRenderer  # noqa: E402
+from generation.llm.llamacpp import ChatRenderer  # noqa: E402
+from generation.model_files.catalog import DEFAULT_MODEL, catalog_model  # noqa: E402
+from generation.reasoning import prompts  # noqa: E402
 from retrieval.search import Hit  # noqa: E402
 
 EVAL_DEV = REPO.parent / "shared" / "eval-dev"

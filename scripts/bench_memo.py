@@ -24,8 +24,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from generation import llamacpp_backend
-from generation.generator import Completion, Message
+from generation.llm import llamacpp
+from generation.llm.generator import Completion, Message
 
 
 class Memo:
@@ -65,10 +65,10 @@ class Memo:
 
 def install(memo: Memo) -> None:
     """Route the embedded backend's `generate` through the memo."""
-    generate = llamacpp_backend.LlamaCppGenerator.generate
+    generate = llamacpp.LlamaCppGenerator.generate
 
     async def remembered(
-        self: llamacpp_backend.LlamaCppGenerator,
+        self: llamacpp.LlamaCppGenerator,
         messages: list[Message],
         *,
         schema: dict[str, Any] | None,
@@ -84,7 +84,7 @@ def install(memo: Memo) -> None:
         memo.put(key, completion, messages)
         return completion
 
-    llamacpp_backend.LlamaCppGenerator.generate = remembered  # type: ignore[method-assign]
+    llamacpp.LlamaCppGenerator.generate = remembered  # type: ignore[method-assign]
 
 
 def main() -> None:

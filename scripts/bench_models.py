@@ -22,8 +22,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from generation.catalog import CATALOG, DEFAULT_MODEL  # noqa: E402
-from generation.model_install import is_installed  # noqa: E402
+from generation.model_files.catalog import CATALOG, DEFAULT_MODEL  # noqa: E402
+from generation.model_files.install import is_installed  # noqa: E402
 
 MODES = "steps,single_pass,one_call,closed_book"
 DATASETS = {

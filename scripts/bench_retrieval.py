@@ -51,7 +51,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from app.services import Services  # noqa: E402
 from core import repository  # noqa: E402
 from core.settings import RetrievalSettings, Settings  # noqa: E402
-from generation.generator import UnavailableGenerator  # noqa: E402
+from generation.llm.generator import UnavailableGenerator  # noqa: E402
 from retrieval.chunker import chunk_text  # noqa: E402
 from retrieval.embedders import QUERY_TWINS, EmbedderPool  # noqa: E402
 from retrieval.parsing import detect_media_type, extract_text  # noqa: E402

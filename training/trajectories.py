@@ -4,8 +4,9 @@ and what it should have received (gold labels), for training a LoRA adapter.
 Each example is retrieved with the service's own retrieval (a fresh collection of the dataset's
 passages, the same chunking, top-k and mode as serving), so the distractors are the ones a
 served model sees. Messages and schemas come from the pipeline's prompt builders
-(generation/prompts.py), and every target is checked with the pipeline's own parsers
-(generation/steps.py) before it is written: a trajectory is exactly what serving sends and parses.
+(generation/reasoning/prompts.py), and every target is checked with the pipeline's own parsers
+(generation/reasoning/replies.py) before it is written: a trajectory is exactly what serving
+sends and parses.
 
 Gold labels give the choices: a passage is relevant when it comes from a gold document and holds
 a gold answer or supporting sentence; the evidence is the sentences holding the answer or the
@@ -26,19 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmark.datasets import BenchQuestion, BenchSet, _cap, load_benchmark
+from benchmark.scoring import contains_gold, normalize_answer
 from core.settings import PipelineSettings
-from generation import prompts
-from generation.benchmark.datasets import BenchQuestion, BenchSet, _cap, load_benchmark
-from generation.benchmark.scoring import contains_gold, normalize_answer
-from generation.generator import Generator, Message
-from generation.prompts import Passage
-from generation.steps import (
-    StepOutputError,
-    parse_analysis,
-    parse_evidence,
-    parse_relevance,
-    reply_json,
-)
+from generation.llm.generator import Generator, Message
+from generation.reasoning import prompts
+from generation.reasoning.replies import parse_analysis, parse_evidence, parse_relevance, reply_json
+from generation.reasoning.values import Passage, StepOutputError
 from retrieval.search import Hit
 
 FORMAT = "rag-trajectories/1"

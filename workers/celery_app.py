@@ -1,7 +1,9 @@
 """The Celery app. Redis is broker (and optional result backend) in deployment.
 
 With no broker configured (the embedded default) the same tasks run on an in-process worker
-thread through `Task.apply` (see workers/queue.py); the broker URL below is then never used.
+thread through `Task.apply` (see workers/embedded.py); the broker URL below is then never used.
+This module imports no task, queue or context: the worker imports the tasks (`include`), and
+with them workers/context.py, whose hooks load the model after the fork and resume migrations.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import setup_logging, worker_init, worker_process_init, worker_ready
+from celery.signals import setup_logging, worker_init, worker_ready
 
 from core.settings import Settings, get_settings
 from workers import request_ids  # noqa: F401  (connects the request-id signal handlers)
@@ -91,35 +93,3 @@ def _report_metrics(**_: Any) -> None:
         log.info("worker metrics on port %d", port)
         if multiprocess_dir() is None:
             log.warning("PROMETHEUS_MULTIPROC_DIR is not set: pool processes are not counted")
-
-
-@worker_process_init.connect
-def _warm_up(**_: Any) -> None:
-    """Load the model in each worker child after the fork, before the first task arrives."""
-    from workers.context import get_context
-
-    context = get_context()
-    context.embedders.get(context.embedders.default_id())
-
-
-@worker_ready.connect
-def _resume_migrations(**_: Any) -> None:
-    """Resume embedder migrations whose tasks a killed worker may have taken with it.
-
-    Redis gives a dead worker's unacknowledged tasks back only after the visibility timeout;
-    planning again re-enqueues just the batches whose chunks still lack a vector.
-    """
-    from core import repository
-    from core.db import Database
-    from workers.queue import CeleryQueue, resume_migrations
-
-    settings = get_settings()
-    db = Database(settings)
-    queue = CeleryQueue(settings)
-    try:
-        with db.session() as session:
-            jobs = [job_id for job_id, _, _ in repository.active_migrations(session)]
-        resume_migrations(queue, jobs)
-    finally:
-        queue.close()
-        db.dispose()

@@ -1,16 +1,14 @@
-"""Enqueue background work: through the broker in deployment, or onto in-process threads.
+"""Enqueue background work: the queue protocol, and sending tasks through the broker.
 
-The embedded queue runs the very same Celery tasks (`Task.apply`) on background threads of the
-API process: one for ingestion, one for embedder migrations, so a long migration does not hold
-up new uploads. Nothing is held only in memory: the database records every queued document
-and unfinished migration, and `requeue_unfinished` re-enqueues them after a restart.
+In deployment tasks go through the broker (CeleryQueue); the embedded default runs them on
+threads of the API process instead (workers/embedded.py, which also chooses between the two).
+Nothing is held only in memory: the database records every queued document and unfinished
+migration, and `requeue_unfinished` re-enqueues them after a restart.
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
 from kombu.exceptions import KombuError
@@ -94,61 +92,6 @@ class CeleryQueue:
             return None
 
 
-class EmbeddedQueue:
-    def __init__(self, documents_per_task: int = 1) -> None:
-        self._per_task = documents_per_task
-        self._ingest = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-ingest")
-        self._migrations = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-migrate")
-        self._pending: set[Future[None]] = set()
-
-    def enqueue(self, task_name: str, args: list[Any]) -> None:
-        executor = self._ingest if task_name in INGEST_TASKS else self._migrations
-        # A copy of the caller's context carries its request id into the worker thread.
-        context = contextvars.copy_context()
-        future = executor.submit(context.run, self._run, task_name, args)
-        self._pending.add(future)
-        future.add_done_callback(self._pending.discard)
-
-    def enqueue_many(self, task_name: str, calls: list[list[Any]]) -> None:
-        for args in calls:
-            self.enqueue(task_name, args)
-
-    def enqueue_documents(self, document_ids: list[str]) -> None:
-        self.enqueue_many(INGEST_DOCUMENTS, document_batches(document_ids, self._per_task))
-
-    @staticmethod
-    def _run(task_name: str, args: list[Any]) -> None:
-        import workers.tasks.ingest
-        import workers.tasks.migration  # noqa: F401  (registers the tasks)
-        from workers.celery_app import celery_app
-
-        result = celery_app.tasks[task_name].apply(args=args)
-        if result.failed():
-            log.error("task %s%s failed: %s", task_name, args, result.result)
-
-    def check(self) -> str:
-        return "embedded (in-process worker)"
-
-    def close(self) -> None:
-        # Queued work stays recorded in the database and is picked up at the next start.
-        self._ingest.shutdown(wait=True, cancel_futures=True)
-        self._migrations.shutdown(wait=True, cancel_futures=True)
-
-    def idle(self) -> bool:
-        return not self._pending
-
-    def depth(self) -> int:
-        """Tasks queued on the worker thread, the running one included (an ingestion task
-        holds up to ingest.documents_per_task documents)."""
-        return len(self._pending)
-
-
-def make_queue(settings: Settings) -> TaskQueue:
-    if settings.embedded_worker:
-        return EmbeddedQueue(settings.ingest.documents_per_task)
-    return CeleryQueue(settings)
-
-
 def document_batches(document_ids: list[str], per_task: int) -> list[list[Any]]:
     """The ingestion tasks' arguments: the documents in order, `per_task` to a task."""
     size = max(1, per_task)
@@ -156,15 +99,18 @@ def document_batches(document_ids: list[str], per_task: int) -> list[list[Any]]:
 
 
 def requeue_unfinished(db: Database, queue: TaskQueue) -> int:
-    """Re-enqueue documents still queued or processing, and resume unfinished migrations."""
+    """Re-enqueue documents still queued or processing, upload by upload (so the embedded
+    worker takes the uploads in turn, as it did before), and resume unfinished migrations."""
     with db.session() as session:
-        ids = repository.unfinished_documents(session)
+        uploads = repository.unfinished_documents(session)
         migrations = repository.active_migrations(session)
-    if ids:
+    for ids in uploads:
         queue.enqueue_documents(ids)
-        log.info("re-enqueued %d unfinished documents", len(ids))
+    count = sum(len(ids) for ids in uploads)
+    if count:
+        log.info("re-enqueued %d unfinished documents of %d uploads", count, len(uploads))
     resume_migrations(queue, [job_id for job_id, _, _ in migrations])
-    return len(ids)
+    return count
 
 
 def resume_migrations(queue: TaskQueue, job_ids: list[str]) -> None:

@@ -1,4 +1,4 @@
-"""LoRA adapters: the registry (generation/adapters.py) over HTTP."""
+"""LoRA adapters: the registry (generation/llm/lora_adapters.py) over HTTP."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from fastapi import APIRouter, status
 from app.deps import ServicesDep
 from app.openapi import error_responses
 from app.schemas import AdapterCreate, AdapterList, AdapterOut
-from generation.adapters import AdapterInfo
+from generation.llm.lora_adapters import AdapterInfo
 
 router = APIRouter(tags=["adapters"])
 

@@ -14,7 +14,7 @@ from app.schemas import (
     IndexRebuilt,
 )
 from core import repository
-from core.models import Collection
+from core.models import Collection, DocumentStatus
 from retrieval.embedders import get_spec
 
 router = APIRouter(tags=["collections"])
@@ -23,10 +23,14 @@ router = APIRouter(tags=["collections"])
 def collection_out(services: ServicesDep, collection: Collection) -> CollectionOut:
     with services.db.session() as session:
         documents, chunks = repository.collection_counts(session, collection.id)
+        by_status = repository.document_status_counts(session, collection.id)
     return CollectionOut(
         name=collection.name,
         embedder=collection.embedder,
         documents=documents,
+        documents_queued=by_status.get(DocumentStatus.QUEUED, 0),
+        documents_processing=by_status.get(DocumentStatus.PROCESSING, 0),
+        documents_failed=by_status.get(DocumentStatus.FAILED, 0),
         chunks=chunks,
         index_version=collection.index_version,
         created_at=collection.created_at,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Response, UploadFile, status
 
 from app.deps import ServicesDep
 from app.openapi import error_responses
@@ -14,6 +14,8 @@ from app.schemas import (
     DocumentDetail,
     DocumentList,
     DocumentOut,
+    FileType,
+    FileTypeList,
     RefusedFile,
     UploadAccepted,
     UploadedDocument,
@@ -32,6 +34,8 @@ _READ_BLOCK = 1 << 20
 MAX_FILENAME_CHARS = 255
 _MAX_EXTENSION_CHARS = 16
 
+OnExisting = Literal["replace", "keep"]
+
 
 @router.post(
     "/admin/v1/collections/{name}/documents",
@@ -45,17 +49,34 @@ async def upload_documents(
         File(description="One or more files: " + ", ".join(SUPPORTED_MEDIA_TYPES) + "."),
     ],
     services: ServicesDep,
+    on_existing: Annotated[
+        OnExisting,
+        Form(
+            description="What a file does to the collection's documents of the same filename "
+            "and other content: `replace` (default) swaps them for it once it is ready, in one "
+            "transaction; `keep` keeps them beside it. The same bytes again are a `duplicate` "
+            "either way."
+        ),
+    ] = "replace",
 ) -> UploadAccepted:
     """Accept files for ingestion; returns at once with a job to poll.
 
-    Files that cannot be taken (empty, unsupported type, over the size limit) are listed in
-    `errors` and the rest are ingested; the request fails as a whole only when no file in it
-    can be accepted.
+    Files that cannot be taken (empty, unsupported type, not text though named as text, over
+    the size limit) are listed in `errors` and the rest are ingested; the request fails as a
+    whole only when no file in it can be accepted. A new version of a file already in the
+    collection (same filename) replaces the old one when it is ready, unless
+    `on_existing=keep`.
     """
     uploads, refused = await read_uploads(files, services.settings.ingest)
     with services.db.session() as session:
         collection = repository.get_collection(session, name)
-        job, outcomes = repository.create_ingest_job(session, collection, uploads, refused)
+        job, outcomes = repository.create_ingest_job(
+            session,
+            collection,
+            uploads,
+            refused,
+            replace_same_name=on_existing == "replace",
+        )
         job_id = job.id
     return _enqueue(services, job_id, outcomes, refused)
 
@@ -108,7 +129,12 @@ def _enqueue(
     return UploadAccepted(
         job_id=job_id,
         documents=[
-            UploadedDocument(document_id=o.document_id, filename=o.filename, status=o.status)
+            UploadedDocument(
+                document_id=o.document_id,
+                filename=o.filename,
+                status=o.status,
+                replaces=list(o.replaces),
+            )
             for o in outcomes
         ],
         errors=[RefusedFile(**e) for e in refused],
@@ -203,6 +229,17 @@ def document_out(doc: Document, chunks: int) -> DocumentOut:
         sha256=doc.sha256,
         media_type=doc.media_type,
         error=doc.error,
+    )
+
+
+@router.get("/v1/file-types")
+def list_file_types() -> FileTypeList:
+    """The file types an upload accepts, by extension (what the web page's drop zone lists)."""
+    return FileTypeList(
+        file_types=[
+            FileType(extension=extension, media_type=media_type)
+            for extension, media_type in SUPPORTED_MEDIA_TYPES.items()
+        ]
     )
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from app.deps import ServicesDep
 from app.openapi import error_responses
 from app.schemas import COLLECTION_NAME, JobFile, JobList, JobOut, Progress
+from app.services import Services
 from core import repository
 from core.errors import RagError
 from core.models import Collection, Job
@@ -56,14 +57,16 @@ def list_jobs(
             limit=limit,
             cursor=cursor or None,
         )
-        return JobList(jobs=[job_out(session, job) for job in jobs], next_cursor=next_cursor)
+        return JobList(
+            jobs=[job_out(services, session, job) for job in jobs], next_cursor=next_cursor
+        )
 
 
 @router.get("/admin/v1/jobs/{job_id}")
 def get_job(job_id: str, services: ServicesDep) -> JobOut:
-    """A job's status, progress, per-file status and errors."""
+    """A job's status, progress, per-file status and errors; a queued job, the jobs ahead."""
     with services.db.session() as session:
-        return job_out(session, repository.get_job(session, job_id))
+        return job_out(services, session, repository.get_job(session, job_id))
 
 
 @router.post("/admin/v1/jobs/{job_id}/cancel", responses=error_responses(409))
@@ -73,10 +76,10 @@ def cancel_job(job_id: str, services: ServicesDep) -> JobOut:
         job = repository.get_job(session, job_id)
         if job.kind != repository.MIGRATION:
             raise RagError("conflict", "only embedder migrations can be cancelled")
-        return job_out(session, repository.cancel_job(session, job_id))
+        return job_out(services, session, repository.cancel_job(session, job_id))
 
 
-def job_out(session: Session, job: Job) -> JobOut:
+def job_out(services: Services, session: Session, job: Job) -> JobOut:
     collection = session.get(Collection, job.collection_id)
     files = repository.job_files(session, job)
     return JobOut(
@@ -85,6 +88,10 @@ def job_out(session: Session, job: Job) -> JobOut:
         status=job.status,
         collection=collection.name if collection else None,
         progress=Progress(done=job.done, total=job.total),
+        # The embedded worker serves collections in turn; a broker's queue is first in, first out.
+        ahead=repository.jobs_ahead(
+            session, job, collections_take_turns=services.settings.embedded_worker
+        ),
         errors=repository.job_errors(session, job),
         files=None if files is None else [JobFile(**f) for f in files],
         created_at=job.created_at,

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from app.deps import ServicesDep
 from app.openapi import error_responses
-from app.schemas import QueryRequest, QueryResponse
+from app.query_schemas import QueryRequest, QueryResponse
 from core.errors import RagError
-from generation.query_service import PreparedQuery, QueryService, cached_body
-from generation.self_reasoning import QueryOptions
+from generation.reasoning.results import QueryEvent
+from generation.reasoning.values import QueryOptions
 
 router = APIRouter(tags=["query"])
 
@@ -35,6 +36,9 @@ SSE_EXAMPLE = (
     'event: done\ndata: {"answer":"Simple Mail Transfer Protocol", ...}\n\n'
 )
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+# nginx's "client closed request": recorded in the request metrics; nobody receives it.
+CLIENT_CLOSED_REQUEST = 499
 
 
 @router.post(
@@ -55,7 +59,7 @@ log = logging.getLogger(__name__)
         **error_responses(404, 502),
     },
 )
-async def query(body: QueryRequest, services: ServicesDep) -> Any:
+async def query(body: QueryRequest, services: ServicesDep, request: Request) -> Any:
     """Answer a question with verified citations; `"stream": true` sends server-sent events."""
     pipeline = services.settings.generation.pipeline
     options = QueryOptions(
@@ -68,30 +72,56 @@ async def query(body: QueryRequest, services: ServicesDep) -> Any:
         use_cache=body.use_cache,
         retrieval=body.retrieval,
     )
-    queries = services.queries
-    prepared = await queries.prepare(options)  # unknown collection/adapter: a plain error
-    if prepared.cached is not None and not body.stream:
-        # A hit was validated when it was computed: send it without building the model again.
-        body_json = cached_body(prepared.cached, prepared.started)
-        content = json.dumps(body_json, separators=(",", ":"))
-        return Response(content, media_type="application/json")
+    answer = await services.queries.ask(options)  # unknown collection/adapter: a plain error
     if body.stream:
+        # A client that goes away cancels the stream (Starlette listens for the disconnect),
+        # and with it the pipeline and the model's generation.
         return StreamingResponse(
-            sse(queries, prepared),
+            sse(answer.events()),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    final: dict[str, Any] = {}
-    async for event, data in queries.events(prepared):
-        if event == "done":
-            final = data
-    return final
+    result = await while_connected(request, answer.result())
+    if result is None:
+        log.info("query stopped: its client disconnected")
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    if result.cached:
+        # A hit was validated when it was computed: send it without building the model again.
+        content = json.dumps(result.to_json(), separators=(",", ":"))
+        return Response(content, media_type="application/json")
+    return result.to_json()
 
 
-async def sse(queries: QueryService, prepared: PreparedQuery) -> AsyncIterator[str]:
+async def while_connected(request: Request, work: Awaitable[T]) -> T | None:
+    """`work`'s result, or None when the client disconnects first: `work` is then cancelled
+    (the embedded model stops at its next token), so an answer nobody waits for does not hold
+    the generator for minutes."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnected(request))
     try:
-        async for event, data in queries.events(prepared):
-            yield f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            task.cancel()  # the client left, or this request itself was cancelled
+    if task.cancelled() or not task.done():
+        await asyncio.wait({task})  # let the cancellation unwind (the generator stops)
+        return None
+    return task.result()
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client disconnects. Once the body has been read, an ASGI server's
+    receive() blocks until then (uvicorn: until the connection closes)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        await asyncio.sleep(0.5)  # a message other than the disconnect: nothing to wait on
+
+
+async def sse(events: AsyncIterator[QueryEvent]) -> AsyncIterator[str]:
+    try:
+        async for event in events:
+            data = json.dumps(event.data(), separators=(",", ":"))
+            yield f"event: {event.name}\ndata: {data}\n\n"
     except RagError as exc:
         yield _error_event(exc.code, exc.message)
     except Exception:  # the stream has started: report, never drop the connection silently

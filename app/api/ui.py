@@ -51,19 +51,20 @@ def load_assets(folder: Path) -> dict[str, tuple[bytes, str]]:
 ASSETS = load_assets(STATIC_DIR)
 
 
-@router.get("/")
+@router.api_route("/", methods=["GET", "HEAD"])
 def root() -> RedirectResponse:
     """The web interface lives under /ui/."""
     return RedirectResponse("/ui/", status_code=307)
 
 
-@router.get("/ui")
+@router.api_route("/ui", methods=["GET", "HEAD"])
 def ui_root() -> RedirectResponse:
     """Relative module paths need the trailing slash."""
     return RedirectResponse("/ui/", status_code=307)
 
 
-@router.get("/ui/{asset:path}")
+# HEAD as well as GET: link checkers and monitors ask with HEAD (the server sends no body).
+@router.api_route("/ui/{asset:path}", methods=["GET", "HEAD"])
 def ui_asset(asset: str) -> Response:
     """One of the interface's files; the empty name is the page itself."""
     found = ASSETS.get(asset or "index.html")

@@ -14,7 +14,7 @@ from core.errors import RagError
 
 if TYPE_CHECKING:
     from core.settings import Settings
-    from generation.adapters import AdapterSource
+    from generation.llm.lora_adapters import AdapterSource
 
 adapters = typer.Typer(help="Register, list and remove LoRA adapters (a query's `adapter`).")
 
@@ -23,7 +23,7 @@ def _served_base(settings: Settings) -> tuple[list[str], Path | None]:
     """The names the configured generator's model goes by, and its file when embedded."""
     if settings.generation.backend == "openai":
         return [settings.generation.openai.model or "unknown"], None
-    from generation.local_models import resolve_model
+    from generation.model_files.resolve import resolve_model
 
     resolved = resolve_model(settings.generation.llamacpp)
     names = [resolved.catalog.name] if resolved.catalog else []
@@ -32,7 +32,7 @@ def _served_base(settings: Settings) -> tuple[list[str], Path | None]:
 
 def _check_loads(settings: Settings, source: AdapterSource, base_file: Path) -> None:
     """The embedded backend: llama.cpp applies the LoRA to the served base, or says why not."""
-    from generation.llamacpp_backend import load_lora
+    from generation.llm.llamacpp import load_lora
 
     small = settings.generation.llamacpp.model_copy(update={"n_ctx": 512})
     load_lora(small, base_file, source.file_for("gguf"))
@@ -53,8 +53,8 @@ def add(
     from app.cli.keys import open_database
     from core import repository
     from core.settings import get_settings
-    from generation.adapters import check_base, read_source
-    from generation.local_models import ModelConfigError
+    from generation.llm.lora_adapters import check_base, read_source
+    from generation.model_files.resolve import ModelConfigError
 
     settings = get_settings()
     embedded = settings.generation.backend == "llamacpp"
@@ -86,8 +86,8 @@ def list_(
     generation.adapters_dir), as GET /v1/adapters lists them."""
     from app.cli.keys import open_database
     from core.settings import get_settings
-    from generation.adapters import discover, merge_listing, registered_rows
-    from generation.local_models import ModelConfigError
+    from generation.llm.lora_adapters import discover, merge_listing, registered_rows
+    from generation.model_files.resolve import ModelConfigError
 
     settings = get_settings()
     folder = settings.generation.adapters_dir

@@ -1,5 +1,5 @@
 """`rag bench` and `rag eval`: answer, citation and abstention quality of each mode, through
-the service's REST API (generation/benchmark/ holds the datasets, scoring and runner)."""
+the service's REST API (benchmark/ holds the datasets, scoring and runner)."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def bench(
     """Ingest a public QA set into a fresh collection, ask every question in every mode, and
     report accuracy, EM/F1, citation precision, abstention, latency and where answers were lost.
     """
-    from generation.benchmark.datasets import load_benchmark
+    from benchmark.datasets import load_benchmark
 
     if split not in ("train", "benchmark"):
         typer.echo("--split is train or benchmark", err=True)
@@ -106,7 +106,7 @@ def bench(
         raise typer.Exit(2)
     report = run_benchmark(bench_set, modes, top_k, against, key, model, output, extra)
     if record_eval is not None:
-        from generation.adapters import record_eval as record
+        from generation.llm.lora_adapters import record_eval as record
 
         name = f"{bench_set.name}/{split}/n{len(bench_set.questions)}/seed{seed}"
         record(record_eval, name, report)
@@ -126,7 +126,7 @@ def evaluate(
 ) -> None:
     """Ingest CORPUS, then report recall@k and answer/citation quality for each mode
     (the same runner and scoring as `rag bench`, on your own folder and questions)."""
-    from generation.benchmark.datasets import load_folder
+    from benchmark.datasets import load_folder
 
     try:
         bench_set = load_folder(corpus, questions)
@@ -161,7 +161,7 @@ def run_benchmark(
 ) -> dict[str, Any]:
     from rich.progress import Progress
 
-    from generation.benchmark.runner import BenchError, BenchRunner, markdown_report
+    from benchmark.runner import BenchError, BenchRunner, markdown_report
 
     mode_list = [m.strip() for m in modes.split(",") if m.strip()]
     collection = f"bench-{bench_set.name}-{uuid.uuid4().hex[:8]}"[:64]

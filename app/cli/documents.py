@@ -1,22 +1,25 @@
-"""Client commands against a running service: ingest, search, ask, migrate-embedder."""
+"""Client commands against a running service: ingest (app/cli/folder_sync.py), search, ask,
+migrate-embedder."""
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
 from app.cli import http
-
-UPLOAD_BATCH = 50
-
+from app.cli.folder_sync import OnExisting, sync_folder
 
 CollectionOption = Annotated[str, typer.Option(help="Collection name.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the raw JSON response.")]
-TERMINAL = ("succeeded", "failed", "cancelled")
+QueryMode = Literal["steps", "single_pass", "one_call", "closed_book"]
+# How long `rag ask` waits. The embedded default answers in 25-90 s on two cores; requests
+# share one model, so a question behind two others (or beside an ingest) takes minutes. Ten
+# minutes covers that; past it the user is told the service was still working, and may wait
+# longer with --timeout.
+ASK_TIMEOUT_S = 600.0
 
 
 def ingest(
@@ -27,82 +30,40 @@ def ingest(
     pattern: Annotated[
         str, typer.Option(help="Glob of files to upload, under DIRECTORY.")
     ] = "**/*",
+    on_existing: Annotated[
+        OnExisting,
+        typer.Option(
+            "--on-existing",
+            help="An edited file: replace its document once ingested, or keep both.",
+        ),
+    ] = "replace",
+    delete_missing: Annotated[
+        bool,
+        typer.Option(
+            "--delete-missing", help="Delete the documents whose file is gone (listed first)."
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would change; change nothing.")
+    ] = False,
 ) -> None:
-    """Upload every supported file under DIRECTORY and wait for the jobs, file by file.
+    """Bring a collection in step with DIRECTORY and wait for the jobs, file by file.
 
-    Files of unsupported types are listed as skipped; files the service refuses or fails
-    are listed with the reason.
+    Each file is a document named by its path under DIRECTORY. Unchanged files are skipped,
+    new ones uploaded, edited ones replace their document (the service swaps them when the new
+    version is ready). Files of unsupported types are listed as skipped; files the service
+    refuses or fails are listed with the reason.
     """
     with http.client(url, key) as client:
-        ingest_directory(client, directory, collection, pattern)
-
-
-def ingest_directory(client: Any, directory: Path, collection: str, pattern: str) -> None:
-    from rich.progress import Progress
-
-    from retrieval.parsing import SUPPORTED_MEDIA_TYPES
-
-    candidates = sorted(p for p in directory.glob(pattern) if p.is_file())
-    paths = [p for p in candidates if p.suffix.lower().lstrip(".") in SUPPORTED_MEDIA_TYPES]
-    for skipped in (p for p in candidates if p not in paths):
-        shown = skipped.suffix or "no extension"
-        typer.echo(f"  skipped: {skipped.relative_to(directory)}: unsupported type ({shown})")
-    if not paths:
-        typer.echo(f"no supported files under {directory}", err=True)
-        raise typer.Exit(1)
-    if client.get(f"/v1/collections/{collection}").status_code == 404:
-        http.check(client.post("/admin/v1/collections", json={"name": collection}))
-    job_ids: list[str] = []
-    refused: list[dict[str, Any]] = []
-    with Progress() as progress:
-        uploading = progress.add_task("uploading", total=len(paths))
-        for start in range(0, len(paths), UPLOAD_BATCH):
-            batch = paths[start : start + UPLOAD_BATCH]
-            progress.update(uploading, description=f"uploading {batch[0].name}")
-            files = [("files", (p.name, p.read_bytes())) for p in batch]
-            response = client.post(f"/admin/v1/collections/{collection}/documents", files=files)
-            if response.status_code < 500 and response.status_code >= 400:
-                # Nothing in this batch could be accepted: list why, go on with the next.
-                message = response.json().get("error", {}).get("message", response.text)
-                refused.append({"filename": f"batch of {len(batch)}", "message": message})
-            else:
-                accepted = http.check(response)
-                job_ids.append(accepted["job_id"])
-                refused += accepted.get("errors", [])
-            progress.advance(uploading, len(batch))
-        progress.update(uploading, description="uploaded")
-        embedding = progress.add_task("embedding", total=None)
-        files_seen: list[dict[str, Any]] = []
-        while job_ids:
-            jobs = [http.check(client.get(f"/admin/v1/jobs/{j}")) for j in job_ids]
-            files_seen = [f for j in jobs for f in j.get("files") or []]
-            counts = _count(files_seen)
-            working = next((f["filename"] for f in files_seen if f["status"] == "processing"), "")
-            progress.update(
-                embedding,
-                completed=sum(j["progress"]["done"] for j in jobs),
-                total=sum(j["progress"]["total"] for j in jobs),
-                description=f"embedding {counts} {working}".rstrip(),
-            )
-            if all(j["status"] in TERMINAL for j in jobs):
-                break
-            time.sleep(0.5)
-    info = http.check(client.get(f"/v1/collections/{collection}"))
-    typer.echo(f"{collection}: {info['documents']} documents, {info['chunks']} chunks")
-    typer.echo(f"this run: {_count(files_seen)}")
-    for f in files_seen:
-        if f["status"] == "failed":
-            typer.echo(f"  failed: {f['filename']}: {f.get('error') or 'failed'}", err=True)
-    for r in refused:
-        typer.echo(f"  refused: {r.get('filename', '?')}: {r['message']}", err=True)
-
-
-def _count(files: list[dict[str, Any]]) -> str:
-    """ "3 done, 1 failed, 2 duplicate" for a list of job files."""
-    ready = sum(1 for f in files if f["status"] == "ready")
-    failed = sum(1 for f in files if f["status"] in ("failed", "refused"))
-    duplicate = sum(1 for f in files if f["status"] == "duplicate")
-    return f"{ready} done, {failed} failed, {duplicate} duplicate"
+        sync_folder(
+            client,
+            directory,
+            collection,
+            pattern,
+            on_existing=on_existing,
+            delete_missing=delete_missing,
+            dry_run=dry_run,
+        )
 
 
 def search(
@@ -148,6 +109,21 @@ def ask(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Compute a fresh answer, skip the query cache.")
     ] = False,
+    mode: Annotated[
+        QueryMode | None,
+        typer.Option(
+            help="steps: relevance, evidence, analysis as three calls; single_pass: one call "
+            "for all three; one_call, closed_book: baselines (service default: steps)."
+        ),
+    ] = None,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds to wait for the answer (0: no limit). The embedded model takes "
+            "25-90 s a question on two cores, minutes when busy.",
+        ),
+    ] = ASK_TIMEOUT_S,
     url: http.UrlOption = "http://127.0.0.1:8000",
     key: http.KeyOption = "",
     as_json: JsonOption = False,
@@ -160,7 +136,11 @@ def ask(
         body["top_k"] = top_k
     if no_cache:
         body["use_cache"] = False
-    with http.client(url, key) as client:
+    if mode is not None:
+        body["mode"] = mode
+    # Giving up closes the connection, and the service then stops computing the answer.
+    hint = "the answer was dropped; wait longer with --timeout SECONDS (0: no limit)"
+    with http.client(url, key, timeout, hint) as client:
         if stream and not as_json:
             result = _stream(client, body)
         else:

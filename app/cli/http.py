@@ -21,27 +21,37 @@ KeyOption = Annotated[
 
 
 @contextmanager
-def client(url: str, key: str) -> Iterator[httpx.Client]:
-    """An HTTP client for the service at `url`. A service that cannot be reached ends the
-    command with one line saying so, not a traceback."""
+def client(
+    url: str, key: str, timeout: float = 120.0, wait_hint: str = ""
+) -> Iterator[httpx.Client]:
+    """An HTTP client for the service at `url` that waits up to `timeout` seconds for an
+    answer (0: as long as it takes). A service that cannot be reached, or does not answer in
+    time, ends the command with one line saying so (and `wait_hint`, how to wait longer), not
+    a traceback."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     with httpx.Client(
-        base_url=url, headers=headers, timeout=httpx.Timeout(120.0, connect=5.0)
+        base_url=url, headers=headers, timeout=httpx.Timeout(timeout or None, connect=5.0)
     ) as http_client:
         try:
             yield http_client
         except httpx.TransportError as exc:
-            typer.echo(unreachable(url, exc), err=True)
+            typer.echo(unreachable(url, exc, timeout, wait_hint), err=True)
             raise typer.Exit(1) from None
 
 
-def unreachable(url: str, exc: httpx.TransportError) -> str:
+def unreachable(
+    url: str, exc: httpx.TransportError, timeout: float = 120.0, wait_hint: str = ""
+) -> str:
     """One line for a transport failure: what, where, and the likely fix."""
     if isinstance(exc, httpx.ConnectError):
         reason = str(exc).split("] ", 1)[-1].lower() or "connection failed"
         if "refused" in reason:
             reason = "connection refused"
         return f"cannot reach {url}: {reason}; is `rag serve` running (or --url / RAG_URL wrong)?"
+    if isinstance(exc, httpx.ReadTimeout):
+        # Connected and sent: the service is up, only slower than this command waits.
+        hint = f"; {wait_hint}" if wait_hint else ""
+        return f"gave up after {timeout:g} s: {url} is up but was still working on it{hint}"
     if isinstance(exc, httpx.TimeoutException):
         return f"cannot reach {url}: no answer in time ({type(exc).__name__})"
     return f"cannot reach {url}: {type(exc).__name__}: {exc}"

@@ -32,7 +32,7 @@ def _models_dir(override: Path | None) -> Path:
 def _configured() -> str:
     """The catalog name (or path) the embedded backend would serve with current settings."""
     from core.settings import get_settings
-    from generation.catalog import DEFAULT_MODEL
+    from generation.model_files.catalog import DEFAULT_MODEL
 
     return get_settings().generation.llamacpp.model.strip() or DEFAULT_MODEL
 
@@ -47,8 +47,8 @@ def list_models(
     models_dir: ModelsDirOption = None,
 ) -> None:
     """List the catalog: size, licence, whether installed, which is the default."""
-    from generation.catalog import CATALOG, DEFAULT_MODEL
-    from generation.model_install import is_installed
+    from generation.model_files.catalog import CATALOG, DEFAULT_MODEL
+    from generation.model_files.install import is_installed
 
     folder = _models_dir(models_dir)
     configured = _configured()
@@ -105,8 +105,8 @@ def install(
     """
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
-    from generation.catalog import catalog_model, catalog_names
-    from generation.model_install import ModelInstallError, install_model, is_installed
+    from generation.model_files.catalog import catalog_model, catalog_names
+    from generation.model_files.install import ModelInstallError, install_model, is_installed
 
     wanted = name or _configured()
     model = catalog_model(wanted)
@@ -150,8 +150,8 @@ def verify(
     models_dir: ModelsDirOption = None,
 ) -> None:
     """Hash installed models and compare them with the catalog's sha256; exit 1 on a mismatch."""
-    from generation.catalog import CATALOG, catalog_model
-    from generation.model_install import verify_model
+    from generation.model_files.catalog import CATALOG, catalog_model
+    from generation.model_files.install import verify_model
 
     folder = _models_dir(models_dir)
     if name:

@@ -51,8 +51,8 @@ def _refuse_unservable_model(settings: Any) -> None:
     """Exit before binding when the embedded model setting cannot be served, saying why."""
     if settings.generation.backend != "llamacpp":
         return
-    from generation.llamacpp_backend import preflight
-    from generation.local_models import ModelConfigError
+    from generation.llm.llamacpp import preflight
+    from generation.model_files.resolve import ModelConfigError
 
     try:
         resolved = preflight(settings.generation.llamacpp)
@@ -132,14 +132,14 @@ def requeue() -> None:
     """
     from core.db import Database
     from core.settings import get_settings
-    from workers.queue import make_queue, requeue_unfinished
+    from workers.queue import CeleryQueue, requeue_unfinished
 
     settings = get_settings()
     if settings.embedded_worker:
         typer.echo("the embedded default re-enqueues unfinished documents when it starts", err=True)
         raise typer.Exit(2)
     db = Database(settings)
-    queue = make_queue(settings)
+    queue = CeleryQueue(settings)
     try:
         count = requeue_unfinished(db, queue)
     finally:

@@ -19,7 +19,7 @@ train = typer.Typer(help="Build self-reasoning trajectories and train LoRA adapt
 def _teacher(spec: str, loop: asyncio.AbstractEventLoop) -> tuple[Any, Any]:
     """A catalog model / GGUF (run by llama.cpp here) or an OpenAI-compatible server URL."""
     from core.settings import get_settings
-    from generation.generator import make_generator
+    from generation.llm.factory import make_generator
     from training.trajectories import generator_teacher
 
     generation = get_settings().generation
@@ -61,9 +61,9 @@ def trajectories(
     Questions of the dev samples `rag bench --split train` draws are left out."""
     from rich.progress import Progress
 
+    from benchmark.runner import BenchError, BenchRunner, _body
     from core.settings import get_settings
-    from generation.benchmark.runner import BenchError, BenchRunner, _body
-    from generation.prompts import make_passages
+    from generation.reasoning.prompts import make_passages
     from training.trajectories import (
         build_trajectory,
         hits_from_json,
@@ -181,7 +181,7 @@ def adapter(
     try:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-        from generation.model_install import file_sha256
+        from generation.model_files.install import file_sha256
         from training import export
         from training.base_model import load_base
         from training.lora import TARGET_MODULES, TrainOptions

@@ -4,14 +4,30 @@ import { call, streamQuery } from "./api.js";
 import { $, clear, el, fillSelect, showError } from "./dom.js";
 import { select } from "./collections.js";
 import { openSource } from "./source.js";
-import { on, state } from "./state.js";
+import { showTab } from "./tabs.js";
+import { emit, isAdmin, on, pending, plural, selectedCollection, state } from "./state.js";
 
 const STEP_LABELS = {
-  retrieval: "retrieved passages; judging relevance…",
-  relevance: "judged relevance; choosing evidence…",
-  evidence: "chose evidence; writing the analysis…",
-  analysis: "analysis written; answering…",
+  retrieval: "found excerpts; judging which help…",
+  relevance: "judged the excerpts; picking quotes…",
+  evidence: "picked quotes; reasoning…",
+  analysis: "reasoned; writing the answer…",
   answer: "answered",
+};
+const MODE_NAMES = {
+  steps: "step by step",
+  single_pass: "all steps at once",
+  one_call: "one quick call",
+  closed_book: "without documents",
+};
+const TIMING_NAMES = {
+  retrieve: "searching",
+  relevance: "judging excerpts",
+  evidence: "picking quotes",
+  analysis: "reasoning and answering",
+  generator: "of which the model",
+  cache: "reading the saved answer",
+  total: "in all",
 };
 
 export function bindAsk() {
@@ -27,11 +43,71 @@ export function bindAsk() {
       state.selected,
     );
     updateAskButton();
+    showIngestStatus();
   });
   on("selected", (name) => {
     if (name) $("ask-collection").value = name;
+    $("question").placeholder = name
+      ? `Ask a question about the documents in “${name}”`
+      : "Ask a question about your documents";
     updateAskButton();
+    showIngestStatus();
   });
+}
+
+/**
+ * Beside the question box: whether the chosen collection can answer yet. Documents still being
+ * ingested are not searched, so a person asking now learns that answers use only those ready.
+ * (The counts come from GET /v1/collections, read again every few seconds while any wait.)
+ */
+function showIngestStatus() {
+  const node = $("ingest-status");
+  const chosen = selectedCollection();
+  if (!chosen) {
+    node.replaceChildren();
+    node.dataset.state = "";
+    return;
+  }
+  const ready = chosen.documents;
+  const waiting = pending(chosen);
+  const failed = chosen.documents_failed || 0;
+  const goToDocuments = (text) =>
+    el("button", { type: "button", className: "link", text, onClick: () => showTab("documents") });
+  let stateName;
+  const parts = [];
+  if (waiting) {
+    stateName = "ingesting";
+    const reading = chosen.documents_processing || 0;
+    const queued = chosen.documents_queued || 0;
+    const doing = [reading && `${reading} being read`, queued && `${queued} waiting`]
+      .filter(Boolean)
+      .join(", ");
+    parts.push(
+      el("span", { className: "spinner", "aria-hidden": "true" }),
+      el("strong", { text: `Still adding ${plural(waiting, "document")}` }),
+      ` (${doing}). `,
+      ready
+        ? `Answers use the ${plural(ready, "document")} ready so far.`
+        : "No document is ready to search yet.",
+    );
+  } else if (ready) {
+    stateName = "ready";
+    parts.push(`${plural(ready, "document")} ready to search.`);
+  } else if (failed) {
+    stateName = "failed";
+    parts.push(`No document of “${chosen.name}” could be read. `, goToDocuments("See why"));
+  } else {
+    stateName = "empty";
+    parts.push(
+      `“${chosen.name}” has no documents yet. `,
+      isAdmin() ? goToDocuments("Add documents") : "Someone with an admin key adds them.",
+    );
+  }
+  if (failed && stateName !== "failed") {
+    parts.push(" ", goToDocuments(`${plural(failed, "file")} could not be read`));
+  }
+  node.replaceChildren(...parts);
+  node.dataset.state = stateName;
 }
 
 let asking = false; // a question's stream is open
@@ -41,16 +117,18 @@ function updateAskButton() {
   $("ask-button").disabled = asking || !$("ask-collection").value;
 }
 
+const NO_ADAPTER = "none: the base model";
+
 export async function loadAdapters() {
   try {
     const body = await call("GET", "/v1/adapters");
     const adapters = body.adapters || [];
     fillSelect($("ask-adapter"), [
-      ["", "base model"],
-      ...adapters.map((a) => [a.name, `${a.name} (on ${a.base_model})`]),
+      ["", NO_ADAPTER],
+      ...adapters.map((a) => [a.name, `${a.name} (for ${a.base_model})`]),
     ]);
   } catch {
-    fillSelect($("ask-adapter"), [["", "base model"]]);
+    fillSelect($("ask-adapter"), [["", NO_ADAPTER]]);
   }
 }
 
@@ -71,9 +149,11 @@ async function ask() {
   const body = { collection, question };
   const mode = $("ask-mode").value;
   const adapter = $("ask-adapter").value;
+  const retrieval = $("ask-retrieval").value;
   const topK = Number.parseInt($("ask-top-k").value, 10);
   if (mode) body.mode = mode;
   if (adapter) body.adapter = adapter;
+  if (retrieval) body.retrieval = retrieval;
   if (Number.isFinite(topK)) body.top_k = topK;
 
   resetView();
@@ -81,7 +161,7 @@ async function ask() {
   asking = true;
   updateAskButton();
   $("answer-view").dataset.state = "running";
-  $("run-step").textContent = "retrieving…";
+  $("run-step").textContent = "searching the documents…";
   try {
     await streamQuery(body, (name, data) => handle(run, name, data));
     if (!run.ended) {
@@ -129,9 +209,15 @@ function showHits(run, hits) {
   list.replaceChildren(
     ...hits.map((hit) => {
       run.hits.set(hit.chunk_id, hit);
+      // The raw score (a fused rank for hybrid search) means nothing to a reader: the list is
+      // in order, best match first, and the number stays in the tooltip for whoever wants it.
       return el(
         "li",
-        { className: "hit", dataset: { chunkId: hit.chunk_id } },
+        {
+          className: "hit",
+          dataset: { chunkId: hit.chunk_id },
+          title: `search score ${Number(hit.score).toFixed(3)}`,
+        },
         el(
           "div",
           { className: "hit-head" },
@@ -139,9 +225,9 @@ function showHits(run, hits) {
             type: "button",
             className: "link",
             text: hit.filename,
+            title: "Open the document at this excerpt",
             onClick: () => openSource(run.collection, hit.document_id, hit.start, hit.end),
           }),
-          el("span", { className: "score", text: `score ${Number(hit.score).toFixed(3)}` }),
           el("span", { className: "verdict pending", text: "…" }),
         ),
         el("p", { className: "reason" }),
@@ -149,7 +235,7 @@ function showHits(run, hits) {
       );
     }),
   );
-  if (!hits.length) list.append(el("li", { className: "muted", text: "No passages retrieved." }));
+  if (!hits.length) list.append(el("li", { className: "muted", text: "No excerpts found." }));
 }
 
 function showRelevance(judgements) {
@@ -178,7 +264,7 @@ function showEvidence(run, evidence) {
     }),
   );
   if (!evidence.length) {
-    $("evidence").append(el("li", { className: "muted", text: "No evidence chosen." }));
+    $("evidence").append(el("li", { className: "muted", text: "No quotes chosen." }));
   }
 }
 
@@ -230,7 +316,7 @@ function showCitations(run, citations) {
     ),
   );
   if (!citations.length) {
-    $("citations").append(el("li", { className: "muted", text: "No citations." }));
+    $("citations").append(el("li", { className: "muted", text: "No sources cited." }));
   }
 }
 
@@ -248,7 +334,7 @@ function finish(run, done) {
   $("cached-badge").hidden = !done.cached;
   if (done.answer_source) {
     $("source-badge").textContent =
-      done.answer_source === "extractive" ? "extractive answer" : "model answer";
+      done.answer_source === "extractive" ? "quoted from the documents" : "written by the model";
     $("source-badge").hidden = false;
   }
   const cited = (done.citations || []).length > 0;
@@ -258,23 +344,29 @@ function finish(run, done) {
     notice.hidden = false;
   } else if (!cited && done.mode !== "closed_book") {
     notice.textContent =
-      "The documents do not answer this question: no retrieved passage was cited.";
+      "The documents do not answer this question: no excerpt found supports an answer.";
     notice.hidden = false;
   }
   const timings = $("timings");
   timings.replaceChildren(
     ...Object.entries(done.timings_ms || {}).map(([step, ms]) =>
-      el("tr", {}, el("th", { text: step }), el("td", { text: `${Math.round(ms)} ms` })),
+      el(
+        "tr",
+        {},
+        el("th", { text: TIMING_NAMES[step] || step }),
+        el("td", { text: `${Math.round(ms)} ms` }),
+      ),
     ),
   );
   const usage = done.usage || {};
   $("run-meta").textContent = [
     done.model && `model ${done.model}`,
-    done.mode && `mode ${done.mode}`,
+    done.mode && (MODE_NAMES[done.mode] || done.mode),
     usage.prompt_tokens !== undefined &&
-      `${usage.prompt_tokens} prompt + ${usage.completion_tokens} completion tokens`,
-    done.index_version !== undefined && `index version ${done.index_version}`,
+      `${usage.prompt_tokens} tokens read, ${usage.completion_tokens} written`,
+    done.index_version !== undefined && `collection version ${done.index_version}`,
   ]
     .filter(Boolean)
     .join(" · ");
+  emit("answered", run.collection);
 }

@@ -3,15 +3,40 @@
 import { call, uploadFiles } from "./api.js";
 import { $, el, showError, sleep } from "./dom.js";
 import { loadCollections } from "./collections.js";
-import { isAdmin, on, state } from "./state.js";
+import { isAdmin, on, selectedCollection, state } from "./state.js";
 
 const POLL_MS = 400;
 const JOB_DONE = new Set(["succeeded", "failed", "cancelled"]);
 // A document's stored status, as a person reads it.
 const SHOWN = { queued: "queued", processing: "processing", ready: "done", failed: "failed" };
 
+/** The accepted file types, from the server (retrieval/parsing.py's table): listed in the drop
+ * zone and given to the file picker, so the page never offers a type the server refuses. */
+export async function loadFileTypes() {
+  const shown = $("file-types");
+  try {
+    const body = await call("GET", "/v1/file-types");
+    state.fileTypes = body.file_types || [];
+  } catch {
+    state.fileTypes = [];
+  }
+  const extensions = state.fileTypes.map((t) => `.${t.extension}`);
+  if (!extensions.length) {
+    shown.textContent = "The list of accepted file types could not be loaded.";
+    return;
+  }
+  shown.textContent = `Accepted file types (${extensions.length}): ${extensions.join(" ")}`;
+  $("file-input").accept = extensions.join(",");
+}
+
 export function bindDocuments() {
   const zone = $("drop-zone");
+  // The zone is focusable: Enter or Space opens the file picker, as a click on its link does.
+  zone.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter" && event.key !== " ") return;
+    event.preventDefault();
+    $("file-input").click();
+  });
   zone.addEventListener("dragover", (event) => {
     event.preventDefault();
     zone.classList.add("dragging");
@@ -33,6 +58,20 @@ export function bindDocuments() {
     $("uploads").replaceChildren();
     loadDocuments();
   });
+  on("collections", heading);
+  on("selected", heading);
+  // Counts changed (an upload from elsewhere, a job moving on): the open list follows.
+  on("collections", () => {
+    if (!$("tab-documents").hidden) loadDocuments();
+  });
+}
+
+function heading() {
+  const chosen = selectedCollection();
+  if (!chosen) return;
+  $("documents-heading").textContent = isAdmin()
+    ? `Add documents to “${chosen.name}”`
+    : `Documents in “${chosen.name}”`;
 }
 
 export async function loadDocuments() {
@@ -41,6 +80,7 @@ export async function loadDocuments() {
   showError($("documents-error"), null);
   if (!collection) {
     rows.replaceChildren();
+    $("documents-empty").hidden = true;
     return [];
   }
   try {
@@ -48,6 +88,7 @@ export async function loadDocuments() {
     if (collection !== state.selected) return [];
     const documents = body.documents || [];
     rows.replaceChildren(...documents.map((d) => documentRow(collection, d)));
+    $("documents-empty").hidden = documents.length > 0;
     return documents;
   } catch (error) {
     showError($("documents-error"), error);
@@ -96,6 +137,8 @@ async function startUpload(files) {
   try {
     const accepted = await uploadFiles(collection, files);
     batch.accepted(accepted);
+    // The collection now has documents waiting: its counts (and the Ask tab) say so at once.
+    loadCollections().catch(() => {});
     await batch.follow(collection, accepted.job_id);
   } catch (error) {
     batch.failed(error);
@@ -132,6 +175,8 @@ class UploadBatch {
       const row = this.rows.get(doc.filename) || this.addRow(doc.filename);
       row.documentId = doc.document_id;
       this.byId.set(doc.document_id, row);
+      // A new version of a file already in the collection: the old one goes once it is ready.
+      if (doc.replaces?.length) row.note = "replaces the earlier version";
       row.set(doc.status);
     }
     for (const problem of body.errors || []) {
@@ -157,7 +202,9 @@ class UploadBatch {
       const total = job.progress?.total ?? 0;
       this.progress.max = Math.max(total, 1);
       this.progress.value = total ? done : JOB_DONE.has(job.status) ? 1 : 0;
-      this.summary.textContent = `job ${jobId}: ${job.status} (${done}/${total})`;
+      // A queued job says how many uploads are ahead of it (`ahead`, null once it runs).
+      const ahead = job.status === "queued" && job.ahead != null ? `, ${job.ahead} ahead` : "";
+      this.summary.textContent = `job ${jobId}: ${job.status}${ahead} (${done}/${total})`;
       await this.refreshRows(collection, job);
       if (JOB_DONE.has(job.status)) {
         this.node.dataset.jobStatus = job.status;
@@ -204,6 +251,7 @@ class UploadBatch {
 class FileRow {
   constructor(filename) {
     this.status = "uploading";
+    this.note = ""; // shown when there is no message
     this.badge = el("span", { className: "status uploading", text: "uploading" });
     this.message = el("span", { className: "muted" });
     this.node = el(
@@ -221,6 +269,7 @@ class FileRow {
     this.badge.textContent = shown;
     this.badge.className = `status ${shown}`;
     this.node.dataset.status = shown;
-    this.message.textContent = message ? ` ${message}` : "";
+    const shownMessage = message || this.note;
+    this.message.textContent = shownMessage ? ` ${shownMessage}` : "";
   }
 }

@@ -1,30 +1,22 @@
 // The page's entry: find out who is calling (asking for a key when the deployment needs one),
-// show only what that key may do, then load collections and wire the views.
+// show only what that key may do, then load collections, open the view a person needs first
+// (the start card, a new collection's Documents tab, or Ask) and keep the counts live.
 
 import { ApiError, call, forgetKey, storeKey, storedKey } from "./api.js";
 import { $, showError } from "./dom.js";
 import { bindAsk, loadAdapters } from "./ask.js";
-import { bindCollectionForm, loadCollections, loadEmbedders } from "./collections.js";
-import { bindDocuments } from "./documents.js";
+import {
+  bindCollectionForm,
+  loadCollections,
+  loadEmbedders,
+  watchCollections,
+} from "./collections.js";
+import { bindDocuments, loadFileTypes } from "./documents.js";
+import { bindGuide, startGuide } from "./guide.js";
 import { bindMigration } from "./migration.js";
 import { bindSource } from "./source.js";
-import { on, state } from "./state.js";
-
-function bindTabs() {
-  for (const tab of document.querySelectorAll("[data-tab]")) {
-    tab.addEventListener("click", () => showTab(tab.dataset.tab));
-  }
-}
-
-function showTab(name) {
-  for (const tab of document.querySelectorAll("[data-tab]")) {
-    tab.setAttribute("aria-selected", String(tab.dataset.tab === name));
-  }
-  for (const panel of document.querySelectorAll("[data-tab-panel]")) {
-    const admin = panel.hasAttribute("data-admin");
-    panel.hidden = panel.dataset.tabPanel !== name || (admin && state.role !== "admin");
-  }
-}
+import { allDocuments, on, selectedCollection, state } from "./state.js";
+import { bindTabs, showTab } from "./tabs.js";
 
 /** Admin-only controls exist in the page but stay hidden for a query key (the server still
  * refuses their calls with 403 whatever the page shows). */
@@ -33,6 +25,7 @@ function applyRole() {
   for (const node of document.querySelectorAll("[data-admin]")) {
     if (!node.hasAttribute("data-tab-panel")) node.hidden = !admin;
   }
+  for (const node of document.querySelectorAll("[data-query-only]")) node.hidden = admin;
   document.body.dataset.role = state.role || "";
   const identity = $("identity");
   identity.textContent = state.keysRequired
@@ -60,13 +53,21 @@ function askForKey(message) {
   $("key-input").focus();
 }
 
+/** The first view: an empty collection's next step is adding documents (for whoever may). */
+function firstTab() {
+  const chosen = selectedCollection();
+  return chosen && allDocuments(chosen) === 0 && state.role === "admin" ? "documents" : "ask";
+}
+
 async function enter() {
   applyRole();
   $("key-panel").hidden = true;
   $("workspace").hidden = false;
-  showTab("ask");
-  await Promise.all([loadEmbedders(), loadAdapters()]);
+  await Promise.all([loadEmbedders(), loadAdapters(), loadFileTypes()]);
   await loadCollections();
+  showTab(firstTab());
+  startGuide();
+  watchCollections();
 }
 
 async function start() {
@@ -110,11 +111,12 @@ function bindKeyForm() {
   });
 }
 
-on("selected", (name) => {
-  $("no-collection").hidden = Boolean(name);
-});
+// The first collection appears (or the last one goes): switch between the start card and tabs.
+let hadCollections = false;
 on("collections", (collections) => {
-  $("no-collection").hidden = collections.length > 0;
+  const has = collections.length > 0;
+  if (has !== hadCollections) showTab();
+  hadCollections = has;
 });
 
 bindTabs();
@@ -124,4 +126,5 @@ bindDocuments();
 bindAsk();
 bindMigration();
 bindSource();
+bindGuide();
 start();

@@ -52,7 +52,7 @@ function render() {
   }
   $("current-embedder").textContent = collection.embedder;
   $("previous-embedder").textContent = collection.previous_embedder
-    ? `(previous: ${collection.previous_embedder}, kept for rollback)`
+    ? `(previous: ${collection.previous_embedder}, kept so you can go back)`
     : "";
   $("rollback").disabled = !collection.previous_embedder;
   fillSelect(
@@ -127,7 +127,7 @@ function showJob(job) {
   $("migration-status").textContent = job.status;
   $("migration-progress").max = Math.max(total, 1);
   $("migration-progress").value = done;
-  $("migration-count").textContent = `${done}/${total} chunks`;
+  $("migration-count").textContent = `${done}/${total} excerpts`;
   $("migration-cancel").hidden = JOB_DONE.has(job.status);
   const messages = (job.errors || []).map((e) => e.message).join("; ");
   showError($("migration-error"), messages ? { describe: () => messages } : null);

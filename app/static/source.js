@@ -26,7 +26,7 @@ export async function openSource(collection, documentId, start, end, quote) {
     const body = doc.text || "";
     $("source-title").textContent = doc.filename;
     $("source-meta").textContent =
-      `${collection} · characters ${start}–${end} of ${body.length} · ${doc.chunks} chunks`;
+      `${collection} · characters ${start}–${end} of ${body.length} · ${doc.chunks} excerpts`;
     if (quote !== undefined && body.slice(start, end) !== quote) {
       warning.textContent = "The quoted text does not match the document at these offsets.";
       warning.hidden = false;

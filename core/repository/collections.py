@@ -82,6 +82,17 @@ def collection_counts(session: Session, collection_id: str) -> tuple[int, int]:
     return int(documents or 0), int(chunks or 0)
 
 
+def document_status_counts(session: Session, collection_id: str) -> dict[str, int]:
+    """How many of a collection's documents are in each status (queued, processing, ready,
+    failed); a status no document is in is absent."""
+    rows = session.execute(
+        select(Document.status, func.count())
+        .where(Document.collection_id == collection_id)
+        .group_by(Document.status)
+    ).all()
+    return {str(status): int(count) for status, count in rows}
+
+
 def bump_index_version(session: Session, collection_id: str) -> None:
     session.execute(
         update(Collection)

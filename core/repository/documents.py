@@ -16,9 +16,12 @@ from core.models import (
     DocumentBlob,
     DocumentStatus,
     Embedding,
+    Job,
+    JobStatus,
     utcnow,
 )
 from core.repository.collections import bump_index_version, lock_collection_by_id
+from core.repository.jobs import refresh_ingest_job
 
 
 def list_documents(session: Session, collection_id: str) -> list[tuple[Document, int]]:
@@ -58,6 +61,11 @@ def delete_document(session: Session, collection: Collection, document_id: str) 
     order, no deadlock.
     """
     lock_collection_by_id(session, collection.id)
+    job_id = session.scalar(
+        select(Document.job_id).where(
+            Document.id == document_id, Document.collection_id == collection.id
+        )
+    )
     result = session.execute(
         delete(Document).where(Document.id == document_id, Document.collection_id == collection.id)
     )
@@ -65,7 +73,25 @@ def delete_document(session: Session, collection: Collection, document_id: str) 
         raise RagError(
             "document_not_found", f"document {document_id!r} is not in {collection.name!r}"
         )
+    _release_from_jobs(session, [job_id])
     bump_index_version(session, collection.id)
+
+
+def _release_from_jobs(session: Session, job_ids: Iterable[str | None]) -> None:
+    """Deleted documents (one job id each) stop counting toward their jobs: an unfinished job's
+    total drops by its documents deleted and it is recounted, so that it still finishes (it
+    waits for its documents, and a deleted one never reports)."""
+    counts: dict[str, int] = {}
+    for job_id in job_ids:
+        if job_id is not None:
+            counts[job_id] = counts.get(job_id, 0) + 1
+    for job_id, deleted in sorted(counts.items()):
+        job = session.scalar(select(Job).where(Job.id == job_id).with_for_update())
+        if job is None or job.kind != "ingest" or job.status in JobStatus.TERMINAL:
+            continue
+        job.total = max(0, job.total - deleted)
+        session.flush()
+        refresh_ingest_job(session, job_id)
 
 
 def remove_for_replacement(
@@ -83,6 +109,38 @@ def remove_for_replacement(
     session.expunge(document)
     delete_document(session, collection, document_id)
     return True
+
+
+def replaced_by(session: Session, document: Document) -> list[str]:
+    """The ids of the documents that `document` replaces, as its upload recorded them (the
+    `replaces` of its entry in the job's `params["files"]`); empty when it replaces none."""
+    if document.job_id is None:
+        return []
+    params = session.scalar(select(Job.params).where(Job.id == document.job_id)) or {}
+    for entry in params.get("files", []):
+        if entry.get("document_id") == document.id and entry.get("status") == "queued":
+            return [str(i) for i in entry.get("replaces", []) if i != document.id]
+    return []
+
+
+def retire_replaced(session: Session, document: Document) -> list[str]:
+    """Delete the documents `document` replaces (with their bytes, chunks and vectors), in the
+    caller's transaction: the one that makes `document` searchable, so that searches see either
+    the old versions or the new one, never both and never neither. Those already gone are
+    skipped. Returns the ids deleted. The caller holds the collection's lock."""
+    ids = replaced_by(session, document)
+    if not ids:
+        return []
+    present = session.execute(
+        select(Document.id, Document.job_id).where(
+            Document.id.in_(ids), Document.collection_id == document.collection_id
+        )
+    ).all()
+    if not present:
+        return []
+    session.execute(delete(Document).where(Document.id.in_([row.id for row in present])))
+    _release_from_jobs(session, [row.job_id for row in present])
+    return [row.id for row in present]
 
 
 def lock_unfinished_document(session: Session, document_id: str) -> Document | None:
@@ -123,10 +181,12 @@ def store_chunks(
     spans: Sequence[tuple[int, int, int, str]],
     embedder: str,
     vectors: np.ndarray,
-) -> None:
-    """Insert a document's chunks and their vectors and mark it ready, in the caller's transaction.
+) -> list[str]:
+    """Insert a document's chunks and their vectors and mark it ready, in the caller's transaction,
+    deleting in the same transaction the documents it replaces (`retire_replaced`).
 
-    Raises IntegrityError if the chunks exist already (a re-delivered task): the caller rolls back.
+    Returns the ids of the replaced documents deleted. Raises IntegrityError if the chunks exist
+    already (a re-delivered task): the caller rolls back.
     """
     chunks = [
         Chunk(
@@ -155,7 +215,9 @@ def store_chunks(
     document.status = DocumentStatus.READY
     document.error = None
     session.flush()
+    replaced = retire_replaced(session, document)
     bump_index_version(session, document.collection_id)
+    return replaced
 
 
 def document_texts(session: Session, document_ids: Iterable[str]) -> dict[str, str]:

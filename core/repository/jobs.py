@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,6 +32,7 @@ def create_ingest_job(
     errors: list[dict[str, Any]],
     *,
     replacing: str | None = None,
+    replace_same_name: bool = False,
 ) -> tuple[Job, list[UploadOutcome]]:
     """Record an upload: one job, a queued document per new content hash.
 
@@ -42,10 +43,21 @@ def create_ingest_job(
     `replacing`: the id of a document the (single) file replaces; the new document takes that
     id (see `replace_document`). Every file, refused ones included, is recorded in the job's
     `params["files"]` for the per-file status of `job_files`.
+
+    `replace_same_name`: a queued file replaces the collection's documents of the same filename
+    (and an earlier file of that name in this upload) once it is ready: their ids are its
+    outcome's `replaces`, recorded in `params["files"]` for `store_chunks` to delete them in the
+    transaction that makes it searchable (see `retire_replaced`).
     """
+    files = list(files)
     job = Job(kind="ingest", collection_id=collection.id, errors=list(errors))
     session.add(job)
     session.flush()
+    same_named = (
+        _same_named_documents(session, collection.id, {f.filename for f in files})
+        if replace_same_name
+        else {}
+    )
     outcomes: list[UploadOutcome] = []
     for upload in files:
         existing = _document_by_hash(session, collection.id, upload.sha256)
@@ -73,11 +85,14 @@ def create_ingest_job(
             winner = _document_by_hash(session, collection.id, upload.sha256)
             outcomes.append(UploadOutcome(winner or "", upload.filename, "duplicate"))
             continue
-        outcomes.append(UploadOutcome(document.id, upload.filename, "queued"))
+        older = same_named.setdefault(upload.filename, []) if replace_same_name else []
+        outcomes.append(UploadOutcome(document.id, upload.filename, "queued", tuple(older)))
+        older.append(document.id)  # a later file of the same name replaces this one
     job.total = sum(1 for o in outcomes if o.status == "queued")
     job.params = {
         "files": [
             {"document_id": o.document_id, "filename": o.filename, "status": o.status}
+            | ({"replaces": list(o.replaces)} if o.replaces else {})
             for o in outcomes
         ]
         + [
@@ -117,6 +132,25 @@ def _document_by_hash(session: Session, collection_id: str, sha256: str) -> str 
             Document.collection_id == collection_id, Document.sha256 == sha256
         )
     )
+
+
+def _same_named_documents(
+    session: Session, collection_id: str, filenames: Iterable[str]
+) -> dict[str, list[str]]:
+    """The ids of the collection's documents named each of `filenames`, oldest first (names
+    without a document are left out). Any status: a failed or queued version is replaced too."""
+    names = list(set(filenames))
+    if not names:
+        return {}
+    rows = session.execute(
+        select(Document.filename, Document.id)
+        .where(Document.collection_id == collection_id, Document.filename.in_(names))
+        .order_by(Document.created_at, Document.id)
+    ).all()
+    found: dict[str, list[str]] = {}
+    for filename, document_id in rows:
+        found.setdefault(filename, []).append(document_id)
+    return found
 
 
 def get_job(session: Session, job_id: str) -> Job:
@@ -254,12 +288,62 @@ def refresh_ingest_job(session: Session, job_id: str) -> None:
         job.status = JobStatus.RUNNING
 
 
-def unfinished_documents(session: Session) -> list[str]:
-    """Documents queued or interrupted mid-processing, oldest first (for re-enqueueing)."""
-    return list(
-        session.scalars(
-            select(Document.id)
-            .where(Document.status.in_([DocumentStatus.QUEUED, DocumentStatus.PROCESSING]))
-            .order_by(Document.created_at)
+def start_ingest_jobs(session: Session, job_ids: Iterable[str | None]) -> None:
+    """Mark queued ingest jobs running: a worker has claimed one of their documents. (A job
+    says `running` as soon as any of its files is `processing`.)"""
+    ids = sorted({j for j in job_ids if j is not None})
+    if ids:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(ids), Job.status == JobStatus.QUEUED)
+            .values(status=JobStatus.RUNNING, started_at=utcnow())
         )
+
+
+def jobs_ahead(session: Session, job: Job, *, collections_take_turns: bool) -> int | None:
+    """How many uploads are served before a queued ingest job starts (None unless `job` is a
+    queued ingest job): of the ingest jobs created before it and not ended,
+
+    - `collections_take_turns` (the embedded worker: one task of each collection in turn,
+      first in, first out within a collection): those of its own collection, plus one for each
+      other collection that has any (each gets one turn first);
+    - else (a broker's queue, first in, first out): all of them.
+    """
+    if job.kind != "ingest" or job.status != JobStatus.QUEUED:
+        return None
+    earlier = (
+        select(Job.collection_id, func.count().label("jobs"))
+        .where(
+            Job.kind == "ingest",
+            Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]),
+            or_(
+                Job.created_at < job.created_at,
+                and_(Job.created_at == job.created_at, Job.id < job.id),
+            ),
+        )
+        .group_by(Job.collection_id)
     )
+    counts = {collection_id: int(n) for collection_id, n in session.execute(earlier)}
+    if not collections_take_turns:
+        return sum(counts.values())
+    own = counts.pop(job.collection_id, 0)
+    return own + len(counts)
+
+
+def document_collection(session: Session, document_id: str) -> str | None:
+    """The collection an uploaded document belongs to (None once it is gone)."""
+    return session.scalar(select(Document.collection_id).where(Document.id == document_id))
+
+
+def unfinished_documents(session: Session) -> list[list[str]]:
+    """Documents queued or interrupted mid-processing (for re-enqueueing), one list per
+    upload (job), oldest upload first, each in upload order."""
+    rows = session.execute(
+        select(Document.id, Document.job_id)
+        .where(Document.status.in_([DocumentStatus.QUEUED, DocumentStatus.PROCESSING]))
+        .order_by(Document.created_at, Document.id)
+    ).all()
+    by_job: dict[str | None, list[str]] = {}
+    for document_id, job_id in rows:
+        by_job.setdefault(job_id, []).append(document_id)
+    return list(by_job.values())

@@ -20,6 +20,8 @@ class UploadOutcome:
     document_id: str
     filename: str
     status: str  # "queued" | "duplicate"
+    # Same-named documents this one replaces once it is ready (upload with on_existing=replace).
+    replaces: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

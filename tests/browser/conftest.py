@@ -15,7 +15,7 @@ import pytest
 
 from app.main import create_app
 from core.settings import Settings
-from generation.generator import Generator
+from generation.llm.generator import Generator
 from retrieval.embedders import EmbedderPool
 from tests.integration.isolated import ServerThread
 
@@ -84,14 +84,20 @@ class UiServer:
 def serve(
     embedders: EmbedderPool, tmp_path: Path
 ) -> Iterator[Callable[..., AbstractContextManager[UiServer]]]:
-    """serve(generator, settings=None, admin_key=None): the embedded default (SQLite, in-process
-    ingestion) under a real uvicorn server, closed when the block ends."""
+    """serve(generator, settings=None, admin_key=None, pool=None): the embedded default (SQLite,
+    in-process ingestion) under a real uvicorn server, closed when the block ends; `pool`
+    stands in for the session's embedders."""
 
     @contextmanager
     def run(
-        generator: Generator, settings: Settings | None = None, admin_key: str | None = None
+        generator: Generator,
+        settings: Settings | None = None,
+        admin_key: str | None = None,
+        pool: EmbedderPool | None = None,
     ) -> Iterator[UiServer]:
-        app = create_app(settings or Settings(data_dir=tmp_path / "data"), embedders, generator)
+        app = create_app(
+            settings or Settings(data_dir=tmp_path / "data"), pool or embedders, generator
+        )
         thread = ServerThread(app)
         server = UiServer(thread, admin_key)
         try:

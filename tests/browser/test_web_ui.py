@@ -1,23 +1,29 @@
-"""The web interface in a real browser: upload, ask with the reasoning streamed, the cited span
-highlighted in its source, hostile text kept inert, and admin controls hidden from query keys."""
+"""The web interface in a real browser: the first run (create a collection, add documents, ask,
+with the ingestion state live beside the question), upload, ask with the reasoning streamed, the
+cited span highlighted in its source, hostile text kept inert, and admin controls hidden from
+query keys."""
 
 from __future__ import annotations
 
 import json
 import re
 import shutil
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from core import api_keys
 from core.db import Database
 from core.migrate import upgrade
 from core.settings import Settings
-from generation.generator import Completion, Generator, Message
+from generation.llm.generator import Completion, Generator, Message
+from retrieval.embedders import Embedder, EmbedderPool
+from retrieval.parsing import SUPPORTED_MEDIA_TYPES
 from tests.browser.conftest import TEST_OUTPUT, UiServer
 from tests.integration.fakes import NothingRelevant, SchemaFollowingGenerator, minimal_instance
 
@@ -79,6 +85,140 @@ def upload_row(page: Any, filename: str) -> Any:
     return page.locator(f'.upload-row[data-filename="{filename}"]').first
 
 
+def screenshot(page: Any, name: str) -> None:
+    """Save what the page shows as test-output/NAME (git-ignored), for a person to look at."""
+    TEST_OUTPUT.mkdir(exist_ok=True)
+    page.screenshot(path=str(TEST_OUTPUT / name), full_page=True)
+
+
+def open_options(page: Any) -> None:
+    """Unfold the Ask form's "More options" (how to answer, search method, adapter, excerpts)."""
+    options = page.locator("details.ask-options")
+    if options.get_attribute("open") is None:
+        options.locator("summary").click()
+
+
+class HeldEmbedder:
+    """The real embedder, except that embedding documents waits for `released`: see
+    HeldEmbedders."""
+
+    def __init__(self, embedder: Embedder, released: threading.Event) -> None:
+        self.inner = embedder
+        self.id = embedder.id
+        self.dim = embedder.dim
+        self.released = released
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        self.released.wait(timeout=120)
+        return self.inner.embed_documents(texts)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.inner.embed_query(text)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.inner.embed_queries(texts)
+
+
+class HeldEmbedders(EmbedderPool):
+    """The session's real embedders (the same loaded models), except that ingestion waits in
+    embed_documents until `release()`: uploaded documents stay queued or processing for as
+    long as a test looks at the page. Nothing is faked: released, they are embedded as usual."""
+
+    def __init__(self, pool: EmbedderPool) -> None:
+        self.__dict__.update(pool.__dict__)  # its settings and loaded models, not a copy
+        self.pool = pool
+        self.released = threading.Event()
+
+    def get(self, embedder_id: str) -> Embedder:
+        return HeldEmbedder(self.pool.get(embedder_id), self.released)
+
+    def for_queries(self, embedder_id: str) -> Embedder:
+        return self.pool.for_queries(embedder_id)
+
+    def release(self) -> None:
+        self.released.set()
+
+
+def test_first_run_leads_from_no_collection_to_an_answer(
+    serve: Serve, open_page: Callable[[str], Any], corpus: Path, embedders: EmbedderPool
+) -> None:
+    """A person with nothing yet: the page says what a collection is and asks for one, then
+    for documents (listing every type the server accepts), shows beside the question box that
+    they are still being ingested, and says when they are ready; then the question."""
+    pool = HeldEmbedders(embedders)
+    with serve(SchemaFollowingGenerator(), pool=pool) as server:
+        try:
+            first_run(open_page(server.url), corpus, pool)
+        finally:
+            pool.release()  # a failed test must not leave the worker waiting
+
+
+def first_run(page: Any, corpus: Path, pool: HeldEmbedders) -> None:
+    page.wait_for_selector("#start:not([hidden])")
+    start = page.locator("#start").inner_text()
+    assert "A collection is a named set of your documents" in start
+    # Nothing to ask yet, so no Ask tab to land on: the steps, the first one current.
+    assert page.locator("#tabs").is_hidden() and page.locator("#tab-ask").is_hidden()
+    assert page.locator("#guide").is_visible()
+    assert page.locator('#guide li[data-step="create"]').get_attribute("data-state") == ("current")
+    assert page.locator("#collection-form").is_hidden(), "one create form, not two"
+    screenshot(page, "ui-first-run-1-start.png")
+
+    page.fill("#first-collection-name", "manuals")
+    page.click("#first-collection-form button[type=submit]")
+    # Created: on to adding documents, with every accepted type listed (from the server).
+    page.wait_for_selector("#tab-documents:not([hidden]) #drop-zone")
+    assert page.locator("#documents-heading").inner_text() == "Add documents to “manuals”"
+    page.wait_for_selector('#guide li[data-step="add"][data-state="current"]')
+    assert page.locator('#guide li[data-step="create"]').get_attribute("data-state") == ("done")
+    listed = page.locator("#file-types").inner_text()
+    assert f"({len(SUPPORTED_MEDIA_TYPES)})" in listed
+    for extension in SUPPORTED_MEDIA_TYPES:
+        assert f".{extension}" in listed.split(), extension
+    accept = page.locator("#file-input").get_attribute("accept")
+    assert accept == ",".join(f".{e}" for e in SUPPORTED_MEDIA_TYPES)
+    assert page.locator("#documents-empty").is_visible()
+    assert page.locator("button.collection", has_text="manuals").is_visible()
+    screenshot(page, "ui-first-run-2-documents.png")
+
+    drop_files(page, "#drop-zone", [(n, (corpus / n).read_text()) for n in (BIOS, SMTP)])
+    page.wait_for_selector(".upload-batch")
+    # Held in the embedder, the documents are still being ingested: the Ask tab says so
+    # beside the question box, and the steps and the collection list too.
+    page.click('[data-tab="ask"]')
+    status = page.locator("#ingest-status")
+    page.wait_for_selector('#ingest-status[data-state="ingesting"]')
+    assert "Still adding 2 documents" in status.inner_text()
+    assert "No document is ready to search yet" in status.inner_text()
+    page.wait_for_selector('#guide li[data-step="add"][data-state="working"]')
+    assert "adding 2" in page.locator("button.collection", has_text="manuals").inner_text()
+    assert page.get_attribute("#question", "placeholder") == (
+        "Ask a question about the documents in “manuals”"
+    )
+    screenshot(page, "ui-first-run-3-ingesting.png")
+
+    # Released, they are embedded; the page follows without a reload.
+    pool.release()
+    page.wait_for_selector('#ingest-status[data-state="ready"]', timeout=120_000)
+    assert status.inner_text().strip() == "2 documents ready to search."
+    page.wait_for_selector('#guide li[data-step="ask"][data-state="current"]')
+    assert "2 documents" in page.locator("button.collection", has_text="manuals").inner_text()
+
+    page.fill("#question", "What does BIOS stand for?")
+    page.click("#ask-button")
+    page.wait_for_selector('#answer-view[data-state="done"]', timeout=120_000)
+    assert page.locator("#answer").inner_text().strip()
+    # Raw search scores are not shown; the list is in order, best match first.
+    assert "score" not in page.locator("#hits").inner_text()
+    # The first answer ends the first run: the steps give the room back.
+    assert page.locator("#guide").is_hidden()
+    # Timings are folded away, in words rather than internal step names.
+    assert page.locator("#timings").is_hidden()
+    page.click("details.run-details summary")
+    assert "in all" in page.locator("#timings").inner_text()
+    screenshot(page, "ui-first-run-4-answer.png")
+
+
 def test_upload_two_files_and_watch_them_reach_done(
     serve: Serve, open_page: Callable[[str], Any], corpus: Path
 ) -> None:
@@ -87,8 +227,8 @@ def test_upload_two_files_and_watch_them_reach_done(
         page.wait_for_selector("text=No collections yet.")
         # Nothing to ask yet: the button says so rather than ignoring a click.
         assert page.locator("#ask-button").is_disabled()
-        page.fill("#collection-name", "manuals")
-        page.click("#collection-form button[type=submit]")
+        page.fill("#first-collection-name", "manuals")
+        page.click("#first-collection-form button[type=submit]")
         page.wait_for_selector('button.collection[aria-pressed="true"] >> text=manuals')
         assert page.locator("#ask-button").is_enabled()
         page.click('[data-tab="documents"]')
@@ -134,6 +274,17 @@ def test_upload_two_files_and_watch_them_reach_done(
         listed = server.http.get("/v1/collections/manuals/documents").json()["documents"]
         assert SMTP not in {d["filename"] for d in listed}
 
+        # Beside the question box: what can be searched, and a way to the file that failed.
+        page.click('[data-tab="ask"]')
+        status = page.locator("#ingest-status")
+        page.wait_for_selector('#ingest-status[data-state="ready"]')
+        page.wait_for_function(
+            "() => document.getElementById('ingest-status').innerText.includes('1 file could')"
+        )
+        assert status.inner_text().startswith("1 document ready to search.")
+        status.locator("button", has_text="1 file could not be read").click()
+        assert page.locator("#tab-documents").is_visible()
+
 
 def test_ask_streams_the_reasoning_and_highlights_the_citation(
     serve: Serve, open_page: Callable[[str], Any], corpus: Path, llm: Generator, tmp_path: Path
@@ -154,6 +305,7 @@ def test_ask_streams_the_reasoning_and_highlights_the_citation(
         )
         page.fill("#question", "What does BIOS stand for?")
         page.select_option("#ask-collection", "foldoc")
+        open_options(page)
         page.select_option("#ask-mode", "steps")
         page.fill("#ask-top-k", "3")
         page.click("#ask-button")
@@ -170,7 +322,7 @@ def test_ask_streams_the_reasoning_and_highlights_the_citation(
         assert page.locator("#hits .verdict.relevant").count() >= 1
         assert page.locator("#evidence li.evidence-item").count() >= 1
         assert page.locator("#timings tr").count() >= 3
-        assert "SmolLM2" in page.locator("#run-meta").inner_text()
+        assert "SmolLM2" in page.locator("#run-meta").text_content()
         citations = page.locator("#citations li.citation")
         assert citations.count() >= 1
 
@@ -328,6 +480,7 @@ def test_unanswerable_question_and_failed_query_are_explained(
                 document.getElementById('ask-adapter').append(option);
             }"""
         )
+        open_options(page)
         page.select_option("#ask-adapter", "no-such-adapter")
         page.click("#ask-button")
         page.wait_for_selector('#answer-view[data-state="error"] #ask-error:not([hidden])')
@@ -346,7 +499,6 @@ def test_query_key_sees_no_admin_controls_and_the_server_still_refuses(
     db.dispose()
 
     with serve(SchemaFollowingGenerator(), settings, admin_key) as server:
-        server.create_collection("shared")
         page = open_page(server.url)
         # The page itself loads without a key, then asks for one.
         page.wait_for_selector("#key-panel:not([hidden])")
@@ -359,7 +511,17 @@ def test_query_key_sees_no_admin_controls_and_the_server_still_refuses(
 
         page.fill("#key-input", query_key)
         page.click("#key-form button[type=submit]")
-        page.wait_for_selector("button.collection >> text=shared")
+        # No collection yet, and this key cannot create one: the start card says who can, and
+        # the page shows the collection once an admin has made it (no reload).
+        page.wait_for_selector("#start:not([hidden])")
+        assert page.locator("#first-collection-form").is_hidden()
+        assert "Someone with an admin key creates a collection" in (
+            page.locator("#start").inner_text()
+        )
+        server.create_collection("shared")
+        page.wait_for_selector("button.collection >> text=shared", timeout=30_000)
+        page.wait_for_selector('#ingest-status[data-state="empty"]')
+        assert "Someone with an admin key adds them" in page.locator("#ingest-status").inner_text()
         assert page.locator("#identity").inner_text() == "query key"
         for selector in ("#collection-form", '[data-tab="migration"]', "#tab-migration"):
             assert page.locator(selector).is_hidden(), selector

@@ -22,7 +22,7 @@ from app.main import create_app
 from app.services import Services
 from core.migrate import upgrade
 from core.settings import BrokerSettings, DatabaseSettings, EmbedderSettings, Settings
-from generation.generator import Generator
+from generation.llm.generator import Generator
 from retrieval.embedders import EmbedderPool
 from tests.integration.services import (
     BROKER_DB,

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from core.errors import RagError
-from generation.generator import Adapter, Completion, Message
+from generation.llm.generator import Adapter, Completion, Message
 
 
 def minimal_instance(schema: dict[str, Any]) -> Any:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from generation.benchmark.datasets import load_benchmark
-from generation.benchmark.runner import BenchRunner, markdown_report
+from benchmark.datasets import load_benchmark
+from benchmark.runner import BenchRunner, markdown_report
 from tests.integration.test_query import BIOS, SMTP
 
 QUESTIONS = [

@@ -15,10 +15,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from core.settings import LlamaCppSettings, Settings
-from generation.catalog import DEFAULT_MODEL, catalog_model
-from generation.generator import Generator
-from generation.llamacpp_backend import LlamaCppGenerator, preflight
-from generation.local_models import ModelConfigError
+from generation.llm.generator import Generator
+from generation.llm.llamacpp import LlamaCppGenerator, preflight
+from generation.model_files.catalog import DEFAULT_MODEL, catalog_model
+from generation.model_files.resolve import ModelConfigError
 from tests.conftest import MODELS_DIR, REPO
 from tests.integration.test_query import BIOS, SMTP, ask, assert_citations_verified, ingest
 from tests.unit.test_gguf_file import TEMPLATE, write_gguf

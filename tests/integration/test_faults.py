@@ -28,8 +28,8 @@ from core.settings import (
     RedisSettings,
     Settings,
 )
-from generation.generator import Generator
-from generation.openai_backend import OpenAIGenerator
+from generation.llm.generator import Generator
+from generation.llm.openai_compatible import OpenAIGenerator
 from retrieval.embedders import EmbedderPool
 from tests.integration.conftest import new_collection, upload, wait_job
 from tests.integration.fakes import SchemaFollowingGenerator

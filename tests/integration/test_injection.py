@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from app.schemas import QueryResponse
+from app.query_schemas import QueryResponse
 from tests.integration.conftest import new_collection, upload, wait_job
 from tests.integration.test_query import BIOS, ask, assert_citations_verified
 

@@ -200,7 +200,7 @@ def test_document_replace_swaps_the_content_under_the_same_id(client: TestClient
     replaced = response.json()
     assert replaced["replaces"] == document_id
     assert replaced["documents"] == [
-        {"document_id": document_id, "filename": "notes.md", "status": "queued"}
+        {"document_id": document_id, "filename": "notes.md", "status": "queued", "replaces": []}
     ]
     wait_job(client, replaced["job_id"])
     hits = search(client, name, "boot sector of the computer")["hits"]

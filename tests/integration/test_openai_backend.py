@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from core.settings import GenerationSettings, OpenAISettings, PipelineSettings, Settings
-from generation.catalog import SMALL_MODEL, catalog_model
-from generation.openai_backend import OpenAIGenerator
+from generation.llm.openai_compatible import OpenAIGenerator
+from generation.model_files.catalog import SMALL_MODEL, catalog_model
 from tests.conftest import MODELS_DIR
 from tests.integration.services import free_port, wait_for
 from tests.integration.test_query import BIOS, ask, assert_citations_verified, ingest

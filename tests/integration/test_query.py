@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from core.settings import RedisSettings, Settings
-from generation.generator import Adapter, Completion, Message
+from generation.llm.generator import Adapter, Completion, Message
 from tests.integration.conftest import new_collection, upload, wait_job
 from tests.integration.services import CACHE_DB, answering, free_port, wait_for
 

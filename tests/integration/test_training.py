@@ -21,7 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from core.settings import GenerationSettings, LlamaCppSettings, Settings
-from generation.catalog import SMALL_MODEL, catalog_model
+from generation.model_files.catalog import SMALL_MODEL, catalog_model
 from tests.conftest import MODELS_DIR, REPO
 from tests.integration.conftest import new_collection, upload, wait_job
 

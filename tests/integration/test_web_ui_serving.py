@@ -3,6 +3,7 @@ and no way to reach a file outside app/static."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from core.db import Database
 from core.migrate import upgrade
 from core.settings import Settings
 from retrieval.embedders import EmbedderPool
+from retrieval.parsing import SUPPORTED_MEDIA_TYPES
 from tests.integration.fakes import SchemaFollowingGenerator
 
 
@@ -87,3 +89,31 @@ def test_with_keys_the_page_is_open_and_v1_me_reports_the_role(
         assert admin["role"] == "admin" and admin["keys_required"] is True
         # The static files are open, the API under them is not.
         assert client.get("/uiadmin").status_code == 401
+
+
+def test_file_types_are_the_parsers_and_collections_count_documents_by_status(
+    client: TestClient,
+) -> None:
+    """What the page's first run reads: the accepted types (its drop zone lists them) and each
+    collection's documents by status (its Ask tab says what is still being ingested)."""
+    types = client.get("/v1/file-types").json()["file_types"]
+    assert [t["extension"] for t in types] == list(SUPPORTED_MEDIA_TYPES)
+    assert {"extension": "md", "media_type": "text/markdown"} in types
+
+    assert client.post("/admin/v1/collections", json={"name": "first"}).status_code == 201
+    fresh = client.get("/v1/collections/first").json()
+    assert (fresh["documents"], fresh["documents_queued"], fresh["documents_failed"]) == (0, 0, 0)
+    files = [("notes.md", b"# Notes\n\nThe port is 4711.\n"), ("bad.pdf", b"%PDF-1.4 junk")]
+    response = client.post(
+        "/admin/v1/collections/first/documents",
+        files=[("files", (name, data)) for name, data in files],
+    )
+    assert response.status_code == 202, response.text
+    job_id = response.json()["job_id"]
+    deadline = time.monotonic() + 120
+    while client.get(f"/admin/v1/jobs/{job_id}").json()["finished_at"] is None:
+        assert time.monotonic() < deadline, "the ingest job did not finish"
+        time.sleep(0.1)
+    counts = client.get("/v1/collections").json()["collections"][0]
+    assert counts["documents"] == 1 and counts["documents_failed"] == 1
+    assert counts["documents_queued"] == counts["documents_processing"] == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.settings import PipelineSettings
-from generation.answerability import (
+from generation.reasoning.answerability import (
     assess,
     best_sentence_coverage,
     missing_numbers,

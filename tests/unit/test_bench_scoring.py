@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from generation.benchmark import scoring
-from generation.benchmark.datasets import BenchQuestion, load_benchmark
-from generation.benchmark.runner import (
+from benchmark import scoring
+from benchmark.datasets import BenchQuestion, load_benchmark
+from benchmark.runner import (
     BenchRunner,
     ModeReport,
     QuestionResult,

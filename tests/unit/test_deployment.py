@@ -355,6 +355,23 @@ def test_vllm_serves_lora_adapters_with_prefix_caching_on_a_gpu(
     assert served.split("=", 1)[1] == api_model
 
 
+# What compose's GPU vLLM and scripts/vllm-cpu.sh (the one the tests run) may differ in.
+VLLM_GPU_ONLY = {"--gpu-memory-utilization", "--tensor-parallel-size"}
+VLLM_CPU_ONLY = {"--dtype", "--enforce-eager"}
+
+
+def test_compose_vllm_runs_with_the_flags_the_tests_exercise(compose: dict[str, Any]) -> None:
+    script = (REPO / "scripts" / "vllm-cpu.sh").read_text()
+    served = script[script.index("vllm.entrypoints.openai.api_server") :]
+    tested = set(re.findall(r"^\s+(--[a-z-]+)", served, re.M))
+    assert {"--enable-lora", "--enable-prefix-caching", "--enable-prompt-tokens-details"} <= tested
+    assert "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True" in script
+    vllm = compose["services"]["vllm"]
+    flags = {arg.split("=", 1)[0] for arg in vllm["command"]}
+    assert flags - VLLM_GPU_ONLY == tested - VLLM_CPU_ONLY
+    assert vllm["environment"]["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
+
+
 def test_graceful_shutdown_fits_in_the_stop_grace_period(compose: dict[str, Any]) -> None:
     def seconds(value: str) -> int:
         match = re.fullmatch(r"(\d+)s", value)
@@ -427,7 +444,7 @@ def test_dockerfile_is_multi_stage_pinned_and_runs_as_non_root() -> None:
 
 def test_dockerfile_copies_everything_the_package_needs() -> None:
     text = (REPO / "Dockerfile").read_text()
-    for folder in ("app", "core", "retrieval", "generation", "workers", "migrations"):
+    for folder in ("app", "core", "retrieval", "generation", "benchmark", "workers", "migrations"):
         assert re.search(rf"^COPY {folder} {folder}$", text, flags=re.MULTILINE), folder
     assert "rag models install" in text, "the CPU profile's GGUF is part of the image"
 
@@ -469,14 +486,15 @@ def test_docker_compose_config_accepts_the_file(profile: str, tmp_path: Path) ->
 # --- documentation ----------------------------------------------------------------------------
 
 
-def test_every_compose_variable_is_in_env_example_and_the_readme(
+def test_every_compose_variable_is_in_env_example_and_the_deployment_doc(
     raw_compose: dict[str, Any], env_example: dict[str, str]
 ) -> None:
     used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", (REPO / "compose.yaml").read_text()))
     assert used, raw_compose
     missing = sorted(used - set(env_example))
     assert not missing, f"add to .env.example: {missing}"
-    readme = (REPO / "README.md").read_text()
-    undocumented = sorted(name for name in env_example if f"`{name}`" not in readme)
-    assert not undocumented, f"add to the README's deployment table: {undocumented}"
-    assert "docs/scale-out.md" in readme and (REPO / "docs" / "scale-out.md").is_file()
+    doc = (REPO / "docs" / "deployment.md").read_text()
+    undocumented = sorted(name for name in env_example if f"`{name}`" not in doc)
+    assert not undocumented, f"add to docs/deployment.md's table: {undocumented}"
+    assert "scale-out.md" in doc and (REPO / "docs" / "scale-out.md").is_file()
+    assert "docs/deployment.md" in (REPO / "README.md").read_text(), "the README links it"

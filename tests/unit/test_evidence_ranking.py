@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from core.settings import PipelineSettings
-from generation.evidence_ranking import bm25, ranked_sentence_ids, with_top_ranked
-from generation.prompts import evidence_request, make_passages, system_message
+from generation.reasoning.evidence_ranking import bm25, ranked_sentence_ids, with_top_ranked
+from generation.reasoning.prompts import evidence_request, make_passages, system_message
 from retrieval.search import Hit
 
 PARIS = (

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from core.settings import LlamaCppSettings
-from generation.gguf_file import GgufError, check_servable, read_gguf
-from generation.local_models import ModelConfigError, resolve_model
+from generation.model_files.gguf_file import GgufError, check_servable, read_gguf
+from generation.model_files.resolve import ModelConfigError, resolve_model
 
 
 def _string(text: str) -> bytes:

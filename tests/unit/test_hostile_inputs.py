@@ -10,8 +10,8 @@ import zlib
 import pytest
 
 from core.errors import DocumentError
+from retrieval.parse_sandbox import read_pdf
 from retrieval.parsing import extract_text
-from retrieval.pdf_sandbox import read_pdf
 from tests.documents import minimal_pdf, pdf_file
 
 

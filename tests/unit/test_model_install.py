@@ -11,8 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from generation.catalog import CATALOG, DEFAULT_MODEL, CatalogModel, ModelPart, catalog_model
-from generation.model_install import (
+from generation.model_files.catalog import (
+    CATALOG,
+    DEFAULT_MODEL,
+    CatalogModel,
+    ModelPart,
+    catalog_model,
+)
+from generation.model_files.install import (
     ModelInstallError,
     install_model,
     is_installed,

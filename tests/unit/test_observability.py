@@ -19,6 +19,7 @@ from core.metrics import render
 from core.request_context import TASK_HEADER, accept_or_new, request_id
 from core.settings import LogSettings
 from generation.query_service import record_metrics
+from generation.reasoning.results import Usage
 from workers import request_ids
 
 
@@ -79,10 +80,8 @@ def test_query_metrics_record_each_step_and_the_tokens() -> None:
     before_prompt = sample("rag_generator_tokens_total", kind="prompt")
     before_completion = sample("rag_generator_tokens_total", kind="completion")
     record_metrics(
-        {
-            "timings_ms": {"retrieve": 12.5, "relevance": 800, "evidence": 300, "analysis": 400},
-            "usage": {"prompt_tokens": 1200, "completion_tokens": 90, "cached_prompt_tokens": 0},
-        }
+        {"retrieve": 12.5, "relevance": 800, "evidence": 300, "analysis": 400},
+        Usage(prompt_tokens=1200, completion_tokens=90, cached_prompt_tokens=0),
     )
     for step, count in before_steps.items():
         assert sample("rag_query_step_duration_seconds_count", step=step) == count + 1

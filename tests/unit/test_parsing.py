@@ -9,8 +9,8 @@ import pytest
 from pypdf import PdfReader, PdfWriter
 
 from core.errors import DocumentError
+from retrieval.parse_sandbox import read_pdf
 from retrieval.parsing import SUPPORTED_MEDIA_TYPES, detect_media_type, extract_text
-from retrieval.pdf_sandbox import read_pdf
 from tests.documents import minimal_pdf
 
 

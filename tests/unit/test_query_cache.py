@@ -11,7 +11,7 @@ from core.settings import CacheSettings, PipelineSettings
 from generation import query_service
 from generation.query_cache import MemoryQueryCache, cache_key
 from generation.query_service import QueryService
-from generation.self_reasoning import QueryOptions
+from generation.reasoning.values import QueryOptions
 
 
 def key(**overrides: object) -> str:
@@ -28,6 +28,24 @@ def key(**overrides: object) -> str:
 
 def test_key_ignores_case_and_spacing_of_the_question() -> None:
     assert key(question="  what   is bios? ") == key()
+
+
+def test_key_ignores_trailing_punctuation_of_the_question() -> None:
+    same_questions = [
+        "what is bios",
+        "WHAT IS BIOS",
+        "What is BIOS ?",
+        "What is BIOS?!",
+        "What is BIOS.",
+        "what is bios？",
+        "  What\tis BIOS ... ",
+    ]
+    for same in same_questions:
+        assert key(question=same) == key(), same
+    # Only the end is trimmed: inner punctuation and words still tell questions apart.
+    assert key(question="What is BIOS? ROM?") != key()
+    assert key(question="What is B.I.O.S?") != key()
+    assert key(question="?") != key(question="!")
 
 
 def test_key_changes_with_everything_an_answer_depends_on() -> None:

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import pytest
 
-from generation.grounding import grounded_answer, salvage_json
-from generation.prompts import evidence_schema, make_passages, relevance_schema, system_message
-from generation.steps import (
-    StepOutputError,
+from generation.reasoning.grounding import grounded_answer
+from generation.reasoning.prompts import (
+    evidence_schema,
+    make_passages,
+    relevance_schema,
+    system_message,
+)
+from generation.reasoning.replies import (
     clip,
     parse_analysis,
     parse_evidence,
     parse_relevance,
     repair_markers,
+    salvage_json,
 )
+from generation.reasoning.values import StepOutputError
 from retrieval.search import Hit
 
 DOC = (
@@ -177,7 +183,7 @@ def test_answers_the_evidence_does_not_support_become_extractive(answer: str, so
 
 
 def test_analysis_sentences_that_cite_nothing_or_invent_are_dropped() -> None:
-    from generation.grounding import grounded_analysis
+    from generation.reasoning.grounding import grounded_analysis
 
     quotes = {
         1: "SMTP is the Simple Mail Transfer Protocol, defined in RFC 821.",
@@ -195,7 +201,7 @@ def test_analysis_sentences_that_cite_nothing_or_invent_are_dropped() -> None:
 
 
 def test_an_analysis_with_nothing_grounded_is_rewritten_from_the_evidence() -> None:
-    from generation.grounding import grounded_analysis
+    from generation.reasoning.grounding import grounded_analysis
 
     quotes = {1: "BIOS stands for Basic Input/Output System."}
     kept, dropped, rewritten = grounded_analysis(
@@ -219,7 +225,8 @@ def test_a_drifting_answer_becomes_the_span_of_the_cited_sentence() -> None:
 
 
 def test_citations_are_the_cited_sentences_that_hold_the_answer() -> None:
-    from generation.steps import Evidence, answer_citations
+    from generation.reasoning.replies import answer_citations
+    from generation.reasoning.values import Evidence
 
     def ev(n: int, quote: str) -> Evidence:
         return Evidence(n, f"1.{n}", 1, "d1", "f.md", quote, 0, len(quote), "")
@@ -252,10 +259,10 @@ def test_citations_are_the_cited_sentences_that_hold_the_answer() -> None:
 
 
 def test_the_answer_check_takes_the_sentence_holding_the_most_of_the_answer() -> None:
-    from generation.grounding import support
-    from generation.prompts import make_passages
-    from generation.steps import Judgement
-    from generation.verdicts import answer_sentence
+    from generation.reasoning.grounding import support
+    from generation.reasoning.prompts import make_passages
+    from generation.reasoning.revisions import answer_sentence
+    from generation.reasoning.values import Judgement
     from retrieval.search import Hit
 
     texts = [

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
+from benchmark.datasets import BenchQuestion
 from core.settings import PipelineSettings
-from generation.benchmark.datasets import BenchQuestion
-from generation.prompts import make_passages
-from generation.steps import parse_analysis, parse_evidence, parse_relevance
+from generation.reasoning.prompts import make_passages
+from generation.reasoning.replies import parse_analysis, parse_evidence, parse_relevance
 from retrieval.search import Hit
 from training.trajectories import build_trajectory, check_trajectory
 

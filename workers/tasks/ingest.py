@@ -5,44 +5,22 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from sqlalchemy.exc import DBAPIError, OperationalError
-
 from core.metrics import INGESTED_CHUNKS, INGESTED_DOCUMENTS
 from retrieval.ingestion import IngestResult
 from retrieval.ingestion import ingest_document as ingest
 from retrieval.ingestion import ingest_documents as ingest_many
 from workers.celery_app import celery_app
-from workers.context import get_context
+from workers.context import current_context
+from workers.retry import RETRY
 from workers.task_names import INGEST_DOCUMENT, INGEST_DOCUMENTS
 
 log = logging.getLogger(__name__)
-
-# Only failures that a later try can fix; a broken file is not one of them (it fails alone).
-TRANSIENT_ERRORS = (
-    OperationalError,
-    DBAPIError,
-    RedisConnectionError,
-    ConnectionError,
-    TimeoutError,
-)
-
-
-# Task options: retried with backoff on transient errors, acknowledged only once done.
-RETRY: dict[str, Any] = {
-    "acks_late": True,
-    "autoretry_for": TRANSIENT_ERRORS,
-    "retry_backoff": 2,
-    "retry_backoff_max": 120,
-    "retry_jitter": True,
-    "max_retries": 8,
-}
 
 
 @celery_app.task(name=INGEST_DOCUMENT, **RETRY)
 def ingest_document(document_id: str) -> dict[str, Any]:
     """Parse, chunk and embed one document. Safe to run more than once."""
-    context = get_context()
+    context = current_context()
     result = ingest(context.db, context.embedders, context.settings.ingest, document_id)
     return _report(document_id, result)
 
@@ -51,7 +29,7 @@ def ingest_document(document_id: str) -> dict[str, Any]:
 def ingest_documents(document_ids: list[str]) -> list[dict[str, Any]]:
     """Several documents as one unit (one encoder call, one transaction). Safe to run more
     than once: a retry skips the documents already finished."""
-    context = get_context()
+    context = current_context()
     results = ingest_many(context.db, context.embedders, context.settings.ingest, document_ids)
     return [_report(d, r) for d, r in zip(document_ids, results, strict=True)]
 
