@@ -147,7 +147,8 @@ class EmbeddedQueue:
             future.add_done_callback(self._pending.discard)
 
     def enqueue_documents(self, document_ids: list[str]) -> None:
-        """One upload's documents: one group of tasks, `documents_per_task` documents each."""
+        """One upload's documents, in tasks of `documents_per_task` documents, at the end of
+        its collection's queue."""
         self.enqueue_many(INGEST_DOCUMENTS, document_batches(document_ids, self._per_task))
 
     def _collection_of(self, documents: str | list[str]) -> str:
