@@ -13,9 +13,10 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -27,6 +28,8 @@ from core.settings import Settings
 from generation.llm.generator import Completion, Generator, Message
 from retrieval.embedders import EmbedderPool
 from tests.integration.isolated import ServerThread
+
+T = TypeVar("T")
 
 DOCUMENT = (
     "Zanzibar exported copra, cloves and ivory in the nineteenth century. Its harbour "
@@ -96,6 +99,13 @@ def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None
         time.sleep(0.1)
 
 
+def run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run` in a thread of its own: a browser test earlier in the session leaves
+    Playwright's event loop set in the main thread, where asyncio.run refuses to start."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def logged(caplog: pytest.LogCaptureFixture, *starts: str) -> bool:
     return any(r.getMessage().startswith(starts) for r in caplog.records)
 
@@ -109,7 +119,7 @@ def assert_model_is_free(llm: Generator, caplog: pytest.LogCaptureFixture) -> No
         produced, most = (int(w) for w in stopped.split() if w.isdigit())
         assert produced < most, stopped
     hello: list[Message] = [{"role": "user", "content": "Say hello."}]
-    completion = asyncio.run(llm.generate(hello, schema=None, max_tokens=4))
+    completion = run_coroutine(llm.generate(hello, schema=None, max_tokens=4))
     assert completion.completion_tokens > 0
 
 
@@ -195,5 +205,5 @@ def test_the_backend_stops_between_tokens_when_cancelled(
         with pytest.raises(asyncio.CancelledError):
             await task
 
-    asyncio.run(cancel_midway())
+    run_coroutine(cancel_midway())
     assert_model_is_free(llm, logs)
