@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -138,7 +139,10 @@ def run(
         query = QueryOptions(collection="docs", question=question, top_k=5, mode=mode, **options)
         return [event async for event in p.run(query)]
 
-    events = asyncio.run(collect())
+    # In a thread of its own: a browser test earlier in the session leaves Playwright's event
+    # loop set in the main thread, where asyncio.run refuses to start.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        events = pool.submit(asyncio.run, collect()).result()
     done = events[-1]
     assert isinstance(done, DoneEvent)
     return events, done.result
