@@ -17,13 +17,17 @@ import psycopg
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+from app.cli import cli
 from app.main import create_app
 from app.services import Services
 from core.migrate import upgrade
 from core.settings import BrokerSettings, DatabaseSettings, EmbedderSettings, Settings
 from generation.llm.generator import Generator
 from retrieval.embedders import EmbedderPool
+from tests.integration.fakes import SchemaFollowingGenerator
+from tests.integration.isolated import ServerThread
 from tests.integration.services import (
     BROKER_DB,
     PG_HOST,
@@ -246,3 +250,23 @@ def services_of(client: TestClient) -> Services:
     """The services behind a test client's app."""
     services: Services = client.app.state.services  # type: ignore[attr-defined]
     return services
+
+
+@pytest.fixture
+def server(embedders: EmbedderPool, tmp_path: Path) -> Iterator[str]:
+    """A real service on a free port in this process, over SQLite, with the schema-following
+    FAKE generator (tests/integration/fakes.py): for client tests of the CLI and HTTP edges.
+    A test module that needs another server defines its own `server`."""
+    thread = ServerThread(
+        create_app(Settings(data_dir=tmp_path / "data"), embedders, SchemaFollowingGenerator())
+    )
+    try:
+        yield thread.url
+    finally:
+        thread.close()
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    """The `rag` command line in process: exit code, stdout, stderr."""
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr

@@ -7,35 +7,12 @@ model."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from app.cli import cli
-from app.main import create_app
-from core.settings import Settings
-from retrieval.embedders import EmbedderPool
-from tests.integration.fakes import SchemaFollowingGenerator
-from tests.integration.isolated import ServerThread
+from tests.integration.conftest import run
 from tests.integration.services import free_port
-
-
-@pytest.fixture
-def server(embedders: EmbedderPool, tmp_path: Path) -> Iterator[str]:
-    thread = ServerThread(
-        create_app(Settings(data_dir=tmp_path / "data"), embedders, SchemaFollowingGenerator())
-    )
-    try:
-        yield thread.url
-    finally:
-        thread.close()
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.mark.parametrize("command", [["search", "x"], ["ask", "x"], ["ingest", "."]])

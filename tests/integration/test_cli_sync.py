@@ -9,7 +9,6 @@ model.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +17,6 @@ import pytest
 from typer.testing import CliRunner
 
 from app.cli import cli
-from app.main import create_app
-from core.settings import Settings
-from retrieval.embedders import EmbedderPool
-from tests.integration.fakes import SchemaFollowingGenerator
-from tests.integration.isolated import ServerThread
-
-
-@pytest.fixture
-def server(embedders: EmbedderPool, tmp_path: Path) -> Iterator[str]:
-    thread = ServerThread(
-        create_app(Settings(data_dir=tmp_path / "data"), embedders, SchemaFollowingGenerator())
-    )
-    try:
-        yield thread.url
-    finally:
-        thread.close()
 
 
 def ingest(server: str, folder: Path, *options: str) -> tuple[int, str, str]:

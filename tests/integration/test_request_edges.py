@@ -12,16 +12,13 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
 
-from app.cli import cli
 from app.main import create_app
 from app.schemas import QUERY_MAX_CHARS
 from core.settings import Settings
 from retrieval.embedders import EmbedderPool
-from tests.integration.conftest import upload, wait_job
+from tests.integration.conftest import run, upload, wait_job
 from tests.integration.fakes import SchemaFollowingGenerator
-from tests.integration.isolated import ServerThread
 from tests.integration.services import free_port
 
 DOCUMENT = b"Zanzibar exported copra, cloves and ivory in the nineteenth century."
@@ -90,22 +87,6 @@ def test_the_same_question_in_other_case_or_punctuation_is_a_cache_hit(
         hit = client.post("/v1/query", json={"collection": "docs", "question": again})
         assert hit.json()["cached"] is True, again
         assert hit.json()["answer"] == first.json()["answer"]
-
-
-@pytest.fixture
-def server(embedders: EmbedderPool, tmp_path: Path) -> Iterator[str]:
-    thread = ServerThread(
-        create_app(Settings(data_dir=tmp_path / "data"), embedders, SchemaFollowingGenerator())
-    )
-    try:
-        yield thread.url
-    finally:
-        thread.close()
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_ask_takes_a_mode(server: str, tmp_path: Path) -> None:
