@@ -176,7 +176,9 @@ class LlamaCppSettings(BaseModel):
     # The name reported as the serving model; empty: the catalog's or the GGUF's own name.
     model_name: str = ""
     n_ctx: int = 4096
-    n_threads: int = 0  # 0: all cores
+    # llama.cpp threads; 0: before each call, as many as other processes leave idle
+    # (generation/llm/idle_cores.py).
+    n_threads: int = 0
     # Prompt tokens evaluated per llama.cpp batch (prompt processing speed; llama.cpp's default).
     n_batch: int = 512
     seed: int = 0

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from core import repository
 from core.db import Database
+from core.foreground import encode_in_background
 from core.models import Job, JobStatus, utcnow
 from core.settings import IndexSettings
 from retrieval.embedders import EmbedderPool
@@ -166,7 +167,7 @@ def _embed_missing(
             )
         if not rows:
             return 0
-        vectors = embedder.embed_documents([text for _, text in rows])
+        vectors = encode_in_background(embedder.embed_documents, [text for _, text in rows])
         try:
             with db.session() as session:
                 repository.insert_embeddings(

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from core import repository
 from core.db import Database
 from core.errors import DocumentError, RagError
+from core.foreground import encode_in_background
 from core.models import DocumentStatus
 from core.settings import IngestSettings
 from retrieval.chunker import ChunkSpan, chunk_text
@@ -62,7 +63,9 @@ def ingest_document(
     parsed = _parse(db, settings, document_id)
     if isinstance(parsed, IngestResult):
         return parsed
-    vectors = embedders.get(parsed.embedder_id).embed_documents([s.text for s in parsed.spans])
+    vectors = encode_in_background(
+        embedders.get(parsed.embedder_id).embed_documents, [s.text for s in parsed.spans]
+    )
     return _store_one(db, embedders, parsed, vectors)
 
 
@@ -137,8 +140,8 @@ def _embed_together(embedders: EmbedderPool, parsed: list[_Parsed]) -> dict[str,
     vectors: dict[str, np.ndarray] = {}
     for embedder_id in sorted({p.embedder_id for p in parsed}):
         group = [p for p in parsed if p.embedder_id == embedder_id]
-        encoded = embedders.get(embedder_id).embed_documents(
-            [s.text for p in group for s in p.spans]
+        encoded = encode_in_background(
+            embedders.get(embedder_id).embed_documents, [s.text for p in group for s in p.spans]
         )
         at = 0
         for p in group:

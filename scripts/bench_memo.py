@@ -35,6 +35,11 @@ class Memo:
         self._db.execute(
             "create table if not exists memo (key text primary key, completion text, messages text)"
         )
+        # The request beside the reply, so a recorded run's prompts can be replayed elsewhere
+        # (scripts/bench_llamacpp.py --memo).
+        columns = [row[1] for row in self._db.execute("pragma table_info(memo)")]
+        if "request" not in columns:
+            self._db.execute("alter table memo add column request text")
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
@@ -54,11 +59,19 @@ class Memo:
         self.hits += 1
         return Completion(**{**json.loads(row[0]), "seconds": 0.0})
 
-    def put(self, key: str, completion: Completion, messages: list[Message]) -> None:
+    def put(
+        self,
+        key: str,
+        completion: Completion,
+        messages: list[Message],
+        schema: Any = None,
+        max_tokens: int = 0,
+    ) -> None:
+        request = json.dumps({"schema": schema, "max_tokens": max_tokens})
         with self._lock:
             self._db.execute(
-                "insert or replace into memo values (?, ?, ?)",
-                (key, json.dumps(dataclasses.asdict(completion)), json.dumps(messages)),
+                "insert or replace into memo values (?, ?, ?, ?)",
+                (key, json.dumps(dataclasses.asdict(completion)), json.dumps(messages), request),
             )
             self._db.commit()
 
@@ -81,7 +94,7 @@ def install(memo: Memo) -> None:
         completion = await generate(
             self, messages, schema=schema, max_tokens=max_tokens, adapter=adapter
         )
-        memo.put(key, completion, messages)
+        memo.put(key, completion, messages, schema, max_tokens)
         return completion
 
     llamacpp.LlamaCppGenerator.generate = remembered  # type: ignore[method-assign]

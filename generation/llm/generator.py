@@ -51,7 +51,7 @@ class AdapterNotFound(RagError):
 
 
 def without_length_bounds(schema: Any) -> Any:
-    """The schema without string length bounds, for llama.cpp (embedded or its server): its
+    """The schema without string length bounds, for llama.cpp's server: its
     grammar engine expands `maxLength` into nested repetitions that make sampling many times
     slower. max_tokens still bounds the output, and the pipeline clips over-long fields."""
     if isinstance(schema, dict):

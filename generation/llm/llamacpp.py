@@ -24,6 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from core import foreground
 from core.errors import RagError
 from core.settings import LlamaCppSettings
 from generation.llm.generator import (
@@ -32,11 +33,13 @@ from generation.llm.generator import (
     Completion,
     GeneratorUnavailable,
     Message,
-    without_length_bounds,
 )
+from generation.llm.grammar_sampler import make_llama_class
+from generation.llm.idle_cores import IdleCores
 from generation.model_files.resolve import ModelConfigError, ResolvedModel, resolve_model
 
 log = logging.getLogger(__name__)
+_IDLE_CORES = IdleCores()
 
 # llama.cpp's own error lines (say, "unknown model architecture: 'x'"), kept so a model that
 # fails to load is refused with llama.cpp's reason rather than only "failed to load".
@@ -62,6 +65,15 @@ def _capture_llama_errors() -> None:
 
     llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
     _log_callback = callback  # keep a reference: llama.cpp holds only the C pointer
+
+
+def schema_grammar(schema: dict[str, Any]) -> Any:
+    """The GBNF grammar of a JSON schema, length bounds included: with the service's sampler
+    (grammar_sampler.py) a bounded string costs no more than a free one, so a reason of at most
+    120 characters ends there instead of running on to be clipped afterwards. Key order
+    matters: the grammar emits properties in schema order (e.g. sentence id before its
+    reason), so the schema is serialized as built."""
+    return _grammar(json.dumps(schema))
 
 
 @lru_cache(maxsize=64)
@@ -117,13 +129,13 @@ class _Model:
     """One loaded Llama (the base model, or the base model with one LoRA adapter)."""
 
     def __init__(self, settings: LlamaCppSettings, path: Path, lora_path: str | None) -> None:
-        from llama_cpp import Llama
-
         _capture_llama_errors()
         _LLAMA_ERRORS.clear()
+        # n_threads 0: as many as other processes leave idle, chosen before each call.
+        self.fixed_threads = settings.n_threads
         threads = settings.n_threads or os.cpu_count() or 1
         try:
-            self.llm = Llama(
+            self.llm = make_llama_class()(
                 model_path=str(path),
                 n_ctx=settings.n_ctx,
                 n_batch=settings.n_batch,
@@ -139,6 +151,7 @@ class _Model:
         if not self.llm.metadata.get("tokenizer.chat_template"):
             raise GeneratorUnavailable(f"{path.name} has no chat template")
         self.chat = ChatRenderer(self.llm)
+        self.threads = threads
         self.lock = threading.Lock()
         self.repeat_penalty = settings.repeat_penalty
 
@@ -156,19 +169,16 @@ class _Model:
 
         stop = stop or threading.Event()
         tokens = self.chat.prompt_tokens(messages)
-        # Key order matters: the grammar emits properties in schema order (e.g. sentence id
-        # before its reason), so the schema is serialized as built.
-        grammar = (
-            _grammar(json.dumps(without_length_bounds(schema))) if schema is not None else None
-        )
+        grammar = schema_grammar(schema) if schema is not None else None
 
         def stopped(_ids: Any, _logits: Any) -> bool:
             return stop.is_set()
 
-        with self.lock:
+        with self.lock, foreground.generating():
             if stop.is_set():  # cancelled before it started (say, while another held the model)
                 log.info("generation skipped: its request was cancelled before it started")
                 return "", 0, 0, 0, "cancelled"
+            self._choose_threads()
             cached = _common_prefix(self.llm.input_ids[: self.llm.n_tokens].tolist(), tokens)
             # The last prompt token is always evaluated again to get fresh logits.
             cached = min(cached, len(tokens) - 1)
@@ -198,6 +208,18 @@ class _Model:
             max(cached, 0),
             finish,
         )
+
+    def _choose_threads(self) -> None:
+        if self.fixed_threads:
+            return
+        threads = _IDLE_CORES.threads()
+        if threads != self.threads:
+            import llama_cpp
+
+            busy = _IDLE_CORES.cores - threads
+            log.info("llama.cpp threads: %d (%d cores busy elsewhere)", threads, busy)
+            llama_cpp.llama_set_n_threads(self.llm.ctx, threads, threads)
+            self.threads = threads
 
 
 def load_lora(settings: LlamaCppSettings, base: Path, path: str) -> _Model:
