@@ -35,11 +35,12 @@ import anyio
 from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.openai_errors import error_content
 from app.rate_limit import RateLimiter, make_rate_limiter
 from core import api_keys
 from core.api_keys import Principal
 from core.db import Database
-from core.errors import HTTP_STATUS, RagError
+from core.errors import RagError
 from core.models import ApiKeyRole
 from core.settings import Settings
 
@@ -233,7 +234,7 @@ class AuthMiddleware:
             scope.setdefault("state", {})["principal"] = verdict.principal
             await self.app(scope, receive, send)
             return
-        await _refuse(send, verdict.error, verdict.retry_after_s)
+        await _refuse(send, scope["path"], verdict.error, verdict.retry_after_s)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -243,8 +244,10 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _refuse(send: Send, error: RagError, retry_after_s: int) -> None:
-    body = json.dumps({"error": {"code": error.code, "message": error.message}}).encode()
+async def _refuse(send: Send, path: str, error: RagError, retry_after_s: int) -> None:
+    # OpenAI's error shape under /openai, the native one elsewhere.
+    status, content = error_content(path, error.http_status, error.code, error.message)
+    body = json.dumps(content).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
@@ -253,7 +256,6 @@ async def _refuse(send: Send, error: RagError, retry_after_s: int) -> None:
         headers.append((b"www-authenticate", b'Bearer realm="rag"'))
     if retry_after_s:
         headers.append((b"retry-after", str(retry_after_s).encode()))
-    status = HTTP_STATUS.get(error.code, 400)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

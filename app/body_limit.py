@@ -13,6 +13,8 @@ import json
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.openai_errors import error_content
+
 
 class BodyLimitMiddleware:
     def __init__(self, app: ASGIApp) -> None:
@@ -25,11 +27,12 @@ class BodyLimitMiddleware:
             declared = _content_length(scope)
             if limit and declared is not None and declared > limit:
                 message = f"the request body is {declared} bytes; the limit is {limit}"
-                body = json.dumps({"error": {"code": "file_too_large", "message": message}})
+                status, content = error_content(scope["path"], 413, "file_too_large", message)
+                body = json.dumps(content)
                 await send(
                     {
                         "type": "http.response.start",
-                        "status": 413,
+                        "status": status,
                         "headers": [
                             (b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode()),

@@ -1,4 +1,5 @@
-"""One exception handler set: every error leaves as {"error": {"code", "message"}}."""
+"""One exception handler set: every error leaves as {"error": {"code", "message"}}, or in
+OpenAI's shape under /openai (app/openai_errors.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.openai_errors import RequestFieldError, error_content
 from core.errors import RagError
 
 log = logging.getLogger(__name__)
@@ -20,8 +22,21 @@ _STARLETTE_CODES = {404: "route_not_found", 405: "method_not_allowed", 413: "fil
 _PARAMETER_KINDS = {"query": "query parameter", "path": "path parameter", "header": "header"}
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def error_response(
+    request: Request, status: int, code: str, message: str, param: str | None = None
+) -> JSONResponse:
+    """The error in the shape the request's path speaks (`param`: the field, OpenAI's shape)."""
+    status, content = error_content(request.url.path, status, code, message, param)
+    return JSONResponse(content, status_code=status)
+
+
+def validation_param(error: Any) -> str | None:
+    """The request field a validation error is about, dotted ("messages.0.content"); None for
+    the body as a whole."""
+    loc = [str(part) for part in error.get("loc", ())]
+    if error.get("type") == "json_invalid" or len(loc) < 2:
+        return None
+    return ".".join(loc[1:])
 
 
 def validation_problem(error: Any) -> str:
@@ -64,16 +79,21 @@ def not_json(request: Request, errors: Sequence[Any]) -> str | None:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RagError)
-    async def _rag_error(_: Request, exc: RagError) -> JSONResponse:
-        return error_response(exc.http_status, exc.code, exc.message)
+    async def _rag_error(request: Request, exc: RagError) -> JSONResponse:
+        param = exc.param if isinstance(exc, RequestFieldError) else None
+        return error_response(request, exc.http_status, exc.code, exc.message, param)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         wrong_kind = not_json(request, exc.errors())
         if wrong_kind is not None:
-            return error_response(422, "validation_error", wrong_kind)
-        problems = "; ".join(dict.fromkeys(validation_problem(e) for e in exc.errors()))
-        return error_response(422, "validation_error", problems or "invalid request")
+            return error_response(request, 422, "validation_error", wrong_kind)
+        errors = exc.errors()
+        problems = "; ".join(dict.fromkeys(validation_problem(e) for e in errors))
+        param = validation_param(errors[0]) if errors else None
+        return error_response(
+            request, 422, "validation_error", problems or "invalid request", param
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -84,17 +104,17 @@ def install_error_handlers(app: FastAPI) -> None:
             message = f"no such route: {request.method} {request.url.path}"
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}"
-        return error_response(exc.status_code, code, message)
+        return error_response(request, exc.status_code, code, message)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
-    async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
         log.warning("database unavailable: %s", exc.__class__.__name__)
         return error_response(
-            503, "database_unavailable", "the database is unavailable; retry later"
+            request, 503, "database_unavailable", "the database is unavailable; retry later"
         )
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
-        return error_response(500, "internal_error", "internal error; see the server log")
+        return error_response(request, 500, "internal_error", "internal error; see the server log")

@@ -16,6 +16,7 @@ from app.api import (
     identity,
     jobs,
     metrics,
+    openai_compat,
     query,
     search,
     ui,
@@ -40,7 +41,9 @@ them, and ask questions answered with verbatim, verified citations.
 Authentication: `Authorization: Bearer <key>` once any key exists (`rag keys create`); the
 Authorize button above takes one. `/admin/...` routes need an admin key.
 
-Every error has the body `{"error": {"code": "<machine_code>", "message": "<sentence>"}}`.
+Every error has the body `{"error": {"code": "<machine_code>", "message": "<sentence>"}}`,
+except under `/openai/v1`: an OpenAI-compatible surface (collections as models, chat
+completions) whose errors take OpenAI's shape `{"error": {"message", "type", "param", "code"}}`.
 """
 
 
@@ -85,5 +88,6 @@ def create_app(
         app.include_router(module.router)
     app.include_router(metrics.router)
     app.include_router(identity.router)
+    app.include_router(openai_compat.router)
     app.include_router(ui.router)
     return app

@@ -3,9 +3,10 @@
 FastAPI's defaults describe errors as `HTTPValidationError`, load Swagger UI and ReDoc from a
 CDN (blank pages offline) and know nothing of the bearer keys. Here the document is finished
 once, after the routes are built: every operation documents the one error body
-(`{"error": {"code", "message"}}`) for the statuses it can answer, the bearer scheme gives
-/docs its Authorize button, and the viewers' scripts come from the `drf-spectacular-sidecar`
-wheel (plain static builds of Swagger UI and ReDoc; its Django app is never imported).
+(`{"error": {"code", "message"}}`; OpenAI's shape under /openai) for the statuses it can
+answer, the bearer scheme gives /docs its Authorize button, and the viewers' scripts come
+from the `drf-spectacular-sidecar` wheel (plain static builds of Swagger UI and ReDoc; its
+Django app is never imported).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, HTMLResponse
 
+from app.openai_errors import is_openai_path
+from app.openai_schemas import OpenAIErrorResponse
 from app.schemas import ErrorResponse
 from core.errors import RagError
 
@@ -36,6 +39,12 @@ _STATUS_TEXT = {
     429: "Rate limited; retry after the Retry-After header's seconds.",
     502: "The generator's reply broke the step's schema even after a repair attempt.",
     503: "A dependency (database, broker, index, generator) is unavailable; retry later.",
+}
+# The OpenAI-compatible surface (/openai/...) says some of it in OpenAI's terms.
+_OPENAI_STATUS_TEXT = {
+    400: "Invalid request, or a field the service cannot honour (n > 1, tools, functions, a "
+    "JSON response_format): OpenAI's invalid_request_error.",
+    404: "No such model: the collection does not exist (`model_not_found`).",
 }
 # Path parameters that appear across routes, described once.
 _PARAMETERS = {
@@ -58,6 +67,21 @@ _MULTIPART_EXAMPLE = {"files": ["guide.md", "report.docx"]}
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` for a route: the error body for each of `statuses`."""
     return {s: {"model": ErrorResponse, "description": _STATUS_TEXT[s]} for s in statuses}
+
+
+def openai_error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route under /openai: OpenAI's error body for `statuses` and 401 (so
+    the schema always holds that body)."""
+    return {
+        s: {"model": OpenAIErrorResponse, "description": _status_text("/openai", s)}
+        for s in sorted({401, *statuses})
+    }
+
+
+def _status_text(path: str, status: int) -> str:
+    if is_openai_path(path) and status in _OPENAI_STATUS_TEXT:
+        return _OPENAI_STATUS_TEXT[status]
+    return _STATUS_TEXT[status]
 
 
 def assets_dir() -> Path | None:
@@ -142,12 +166,14 @@ def _finish_operation(path: str, method: str, operation: dict[str, Any]) -> None
         operation["security"] = [{"bearer": []}]
     statuses = _statuses(path, method, operation)
     responses = operation.setdefault("responses", {})
+    body = "ErrorResponse"
+    if is_openai_path(path):
+        body = "OpenAIErrorResponse"
+        responses.pop("422", None)  # FastAPI's validation error: these routes answer 400
     for status in statuses:
         responses[str(status)] = {
-            "description": _STATUS_TEXT[status],
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
-            },
+            "description": _status_text(path, status),
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
         }
     for parameter in operation.get("parameters", []):
         known = _PARAMETERS.get(parameter.get("name", ""))
@@ -175,4 +201,8 @@ def _statuses(path: str, method: str, operation: dict[str, Any]) -> list[int]:
     if method in ("post", "put") and "requestBody" in operation:
         statuses.add(400)
     declared = {int(s) for s in operation.get("responses", {}) if s.isdigit() and int(s) >= 400}
-    return sorted(statuses | declared)
+    statuses |= declared
+    if is_openai_path(path) and 422 in statuses:
+        # OpenAI answers an invalid request with 400; so does the surface (app/openai_errors.py).
+        statuses = (statuses - {422}) | {400}
+    return sorted(statuses)

@@ -5,7 +5,7 @@ names, examples, blank-text checks) come from app/schemas.py.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -19,6 +19,35 @@ from app.schemas import (
     not_blank,
 )
 from core.settings import RetrievalMode
+from generation.reasoning.values import Mode
+
+# The options a query shares with the OpenAI-compatible surface's `rag` field
+# (app/openai_schemas.py), constrained once.
+TopK = Annotated[int, Field(ge=1, le=20)]
+# Printable names only: a control character (a NUL byte) names no adapter and must not reach
+# the database as a query value.
+AdapterName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+TOP_K_HELP = "Passages to retrieve; the configured default."
+ADAPTER_HELP = "A LoRA adapter the generator serves (GET /v1/adapters)."
+MODE_HELP = (
+    "steps (default): relevance, evidence, analysis as three calls; single_pass: one call "
+    "emits the whole trajectory; one_call and closed_book are evaluation baselines."
+)
+USE_CACHE_HELP = "False skips the cache lookup (evaluation)."
+# A conversation's history: the turns a request may carry, and each answer's length.
+HISTORY_MAX_TURNS = 20
+HISTORY_ANSWER_MAX_CHARS = 8000
+
+
+class HistoryTurn(BaseModel):
+    model_config = example_config(
+        {"question": "Where was the Kestrel engine built?", "answer": "In Derby [1]"}, forbid=True
+    )
+
+    question: str = Field(min_length=1, max_length=QUERY_MAX_CHARS, description="Asked earlier.")
+    answer: str = Field(
+        max_length=HISTORY_ANSWER_MAX_CHARS, description="The answer it got (may be empty)."
+    )
 
 
 class QueryRequest(BaseModel):
@@ -32,18 +61,8 @@ class QueryRequest(BaseModel):
         max_length=QUERY_MAX_CHARS,
         description=f"The question; not only whitespace, at most {QUERY_MAX_CHARS} characters.",
     )
-    top_k: int | None = Field(
-        default=None, ge=1, le=20, description="Passages to retrieve; the configured default."
-    )
-    adapter: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=128,
-        # Printable names only: a control character (a NUL byte) names no adapter and must not
-        # reach the database as a query value.
-        pattern=r"^[^\x00-\x1f\x7f]+$",
-        description="A LoRA adapter the generator serves (GET /v1/adapters).",
-    )
+    top_k: TopK | None = Field(default=None, description=TOP_K_HELP)
+    adapter: AdapterName | None = Field(default=None, description=ADAPTER_HELP)
     stream: bool = Field(
         default=False,
         description="True: answer as server-sent events (retrieval, relevance, evidence, "
@@ -54,14 +73,17 @@ class QueryRequest(BaseModel):
         description="When nothing retrieved is relevant, answer from the model's own knowledge "
         "(citing nothing, supported: false) instead of saying there is no support.",
     )
-    use_cache: bool = Field(default=True, description="False skips the cache lookup (evaluation).")
-    mode: Literal["steps", "single_pass", "one_call", "closed_book"] | None = Field(
-        default=None,
-        description="steps (default): relevance, evidence, analysis as three calls; single_pass: "
-        "one call emits the whole trajectory; one_call and closed_book are evaluation baselines.",
-    )
+    use_cache: bool = Field(default=True, description=USE_CACHE_HELP)
+    mode: Mode | None = Field(default=None, description=MODE_HELP)
     retrieval: RetrievalMode | None = Field(
         default=None, description=RETRIEVAL_HELP + " Unset: the collection's setting."
+    )
+    history: list[HistoryTurn] = Field(
+        default_factory=list,
+        max_length=HISTORY_MAX_TURNS,
+        description="The conversation so far, oldest first: the question is then a follow-up, "
+        "rewritten from it into a question that stands alone before retrieval "
+        "(`standalone_question` in the response).",
     )
 
     _question_not_blank = field_validator("question")(not_blank)
@@ -174,6 +196,11 @@ class QueryResponse(BaseModel):
     model_answer: str | None = Field(
         default=None,
         description="The model's own answer, when answer_source is extractive (it was replaced).",
+    )
+    standalone_question: str | None = Field(
+        default=None,
+        description="With `history`: the follow-up rewritten to stand alone, the question "
+        "that was searched for and answered.",
     )
     answerability: AnswerabilityOut | None = Field(
         default=None,

@@ -20,6 +20,7 @@ from core.metrics import GENERATOR_TOKENS, QUERY_CACHE_REQUESTS, QUERY_STEP_SECO
 from core.settings import PipelineSettings
 from generation.llm.lora_adapters import AdapterRegistry
 from generation.query_cache import QueryCache, cache_key
+from generation.reasoning.follow_ups import standalone_question
 from generation.reasoning.pipeline import SelfReasoningPipeline
 from generation.reasoning.prompts import PROMPT_VERSION
 from generation.reasoning.results import (
@@ -67,6 +68,17 @@ class QueryService:
         if options.adapter is not None:
             # Loaded on first use from its registration or bundled folder.
             model = await self._adapters.ensure(options.adapter)
+        standalone = None
+        if options.history:
+            # The collection must exist before a generation is spent on the rewrite.
+            if self._states.peek(options.collection) is None:
+                await asyncio.to_thread(self._states.get, options.collection)
+            standalone = await standalone_question(
+                self._pipeline.generator, options.history, options.question
+            )
+            # From here on the follow-up is the question it stands for: searched, reasoned
+            # about and cached as that.
+            options = replace(options, question=standalone, history=())
         state = self._states.peek(options.collection)
         if state is None:
             key, entry = await asyncio.to_thread(self._lookup, options, model)
@@ -76,7 +88,7 @@ class QueryService:
         cached = _read_cached(entry)
         if options.use_cache:
             QUERY_CACHE_REQUESTS.labels("miss" if cached is None else "hit").inc()
-        return QueryAnswer(self, options, key, cached, started)
+        return QueryAnswer(self, options, key, cached, started, standalone)
 
     def _lookup(self, options: QueryOptions, model: str) -> tuple[str, dict[str, Any] | None]:
         key = self._key(options, model, self._states.get(options.collection))
@@ -127,8 +139,11 @@ class QueryAnswer:
         key: str,
         cached: Cached | None,
         started: float,
+        standalone: str | None = None,
     ) -> None:
         self._service = service
+        # The question searched for, when a follow-up was rewritten to stand alone.
+        self._standalone = standalone
         self._options = options
         self._key = key
         self._cached = cached
@@ -142,6 +157,9 @@ class QueryAnswer:
                 yield event
             return
         async for event in self._service._run(self._options, self._key):
+            if isinstance(event, DoneEvent) and self._standalone is not None:
+                # Cached without it: the same question asked outright hits the same entry.
+                event = DoneEvent(replace(event.result, standalone_question=self._standalone))
             yield event
 
     async def result(self) -> QueryResult:
@@ -162,6 +180,7 @@ class QueryAnswer:
         elapsed = round((time.perf_counter() - self._started) * 1000, 2)
         return replace(
             result,
+            standalone_question=self._standalone,
             cached=True,
             timings_ms={"cache": elapsed, "total": elapsed},
             original_timings_ms=result.timings_ms,

@@ -16,7 +16,7 @@ from app.openapi import error_responses
 from app.query_schemas import QueryRequest, QueryResponse
 from core.errors import RagError
 from generation.reasoning.results import QueryEvent
-from generation.reasoning.values import QueryOptions
+from generation.reasoning.values import QueryOptions, Turn
 
 router = APIRouter(tags=["query"])
 
@@ -71,6 +71,7 @@ async def query(body: QueryRequest, services: ServicesDep, request: Request) -> 
         allow_unsupported=body.allow_unsupported,
         use_cache=body.use_cache,
         retrieval=body.retrieval,
+        history=tuple(Turn(t.question, t.answer) for t in body.history),
     )
     answer = await services.queries.ask(options)  # unknown collection/adapter: a plain error
     if body.stream:

@@ -36,6 +36,11 @@ export function bindAsk() {
     ask();
   });
   $("ask-collection").addEventListener("change", (event) => select(event.target.value));
+  $("new-conversation").addEventListener("click", () => {
+    conversation.turns = [];
+    showConversation();
+    $("question").focus();
+  });
   on("collections", (collections) => {
     fillSelect(
       $("ask-collection"),
@@ -47,6 +52,12 @@ export function bindAsk() {
   });
   on("selected", (name) => {
     if (name) $("ask-collection").value = name;
+    if (name !== conversation.collection) {
+      // Another collection: another conversation.
+      conversation.collection = name;
+      conversation.turns = [];
+      showConversation();
+    }
     $("question").placeholder = name
       ? `Ask a question about the documents in “${name}”`
       : "Ask a question about your documents";
@@ -142,6 +153,35 @@ class Run {
   }
 }
 
+/**
+ * The conversation so far in the chosen collection: each answered question with its answer. A
+ * new question is sent with them as `history`, so a follow-up ("when was it built?") is read
+ * with them in mind; the service says what it searched for (`standalone_question`).
+ */
+const MAX_TURNS = 20;
+const conversation = { collection: null, turns: [] };
+
+function showConversation() {
+  $("conversation").hidden = conversation.turns.length === 0;
+  $("conversation-turns").replaceChildren(
+    ...conversation.turns.map((turn) =>
+      el(
+        "li",
+        {},
+        el("p", { className: "turn-question", text: turn.question }),
+        el("p", { className: "turn-answer", text: turn.answer }),
+      ),
+    ),
+  );
+}
+
+function remember(question, done) {
+  if (done.degraded) return;
+  conversation.turns.push({ question, answer: done.answer || "" });
+  conversation.turns = conversation.turns.slice(-MAX_TURNS);
+  showConversation();
+}
+
 async function ask() {
   const collection = $("ask-collection").value;
   const question = $("question").value.trim();
@@ -155,9 +195,16 @@ async function ask() {
   if (adapter) body.adapter = adapter;
   if (retrieval) body.retrieval = retrieval;
   if (Number.isFinite(topK)) body.top_k = topK;
+  if (conversation.collection !== collection) {
+    conversation.collection = collection;
+    conversation.turns = [];
+    showConversation();
+  }
+  if (conversation.turns.length) body.history = conversation.turns;
 
   resetView();
   const run = new Run(collection);
+  run.question = question;
   asking = true;
   updateAskButton();
   $("answer-view").dataset.state = "running";
@@ -185,7 +232,9 @@ function resetView() {
   $("answer-view").hidden = false;
   for (const id of ["answer", "analysis", "run-meta", "run-step"]) $(id).textContent = "";
   for (const id of ["citations", "evidence", "hits", "timings"]) clear($(id));
-  for (const id of ["cached-badge", "source-badge", "no-support"]) $(id).hidden = true;
+  for (const id of ["cached-badge", "source-badge", "no-support", "standalone"]) {
+    $(id).hidden = true;
+  }
   showError($("ask-error"), null);
 }
 
@@ -332,6 +381,10 @@ function finish(run, done) {
   $("answer-view").dataset.state = "done";
   $("run-step").textContent = "done";
   $("cached-badge").hidden = !done.cached;
+  if (done.standalone_question) {
+    $("standalone").textContent = `Read as: “${done.standalone_question}”`;
+    $("standalone").hidden = false;
+  }
   if (done.answer_source) {
     $("source-badge").textContent =
       done.answer_source === "extractive" ? "quoted from the documents" : "written by the model";
@@ -368,5 +421,6 @@ function finish(run, done) {
   ]
     .filter(Boolean)
     .join(" · ");
+  if (run.collection === conversation.collection) remember(run.question, done);
   emit("answered", run.collection);
 }

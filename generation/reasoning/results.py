@@ -72,6 +72,8 @@ class QueryResult:
     cached: bool = False
     # A cached answer's `timings_ms` are the lookup's; these are the run that computed it.
     original_timings_ms: dict[str, float] | None = None
+    # A follow-up's question as rewritten to stand alone: what was searched for.
+    standalone_question: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -88,6 +90,7 @@ class QueryResult:
             "answer_source": self.answer_source,
             "analysis_source": self.analysis_source,
             "model_answer": self.model_answer,
+            "standalone_question": self.standalone_question,
         }
         body.update((k, v) for k, v in optional.items() if v is not None)
         body.update(
@@ -129,6 +132,7 @@ class QueryResult:
             answerability=None if check is None else Answerability(**check),
             cached=data.get("cached", False),
             original_timings_ms=data.get("original_timings_ms"),
+            standalone_question=data.get("standalone_question"),
         )
 
 

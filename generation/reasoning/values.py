@@ -16,6 +16,14 @@ Mode = Literal["steps", "single_pass", "one_call", "closed_book"]
 
 
 @dataclass(frozen=True)
+class Turn:
+    """One earlier exchange of a conversation: a follow-up's history."""
+
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
 class QueryOptions:
     collection: str
     question: str
@@ -26,6 +34,9 @@ class QueryOptions:
     use_cache: bool = True
     # dense, hybrid or lexical; None: the collection's setting, else the server default.
     retrieval: RetrievalMode | None = None
+    # The conversation so far: the question is a follow-up, rewritten to stand alone
+    # (generation/reasoning/follow_ups.py) before anything else uses it.
+    history: tuple[Turn, ...] = ()
 
 
 @dataclass(frozen=True)

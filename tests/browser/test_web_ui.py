@@ -351,9 +351,28 @@ def test_ask_streams_the_reasoning_and_highlights_the_citation(
         page.screenshot(path=str(TEST_OUTPUT / "ui-source.png"))
         page.click("#source-close")
 
-        # The same question again comes from the cache, and says so.
+        # The answer joins the conversation; a follow-up is sent with it as history, and the
+        # page says what the service read the follow-up as.
+        assert page.locator("#conversation-turns li").count() == 1
+        bodies: list[dict[str, Any]] = []
+        page.on(
+            "request",
+            lambda r: bodies.append(r.post_data_json) if r.url.endswith("/v1/query") else None,
+        )
+        page.fill("#question", "What is it used for?")
+        page.click("#ask-button")
+        page.wait_for_selector('#answer-view[data-state="done"] #standalone:not([hidden])')
+        assert bodies[-1]["history"][0]["question"] == "What does BIOS stand for?"
+        assert page.locator("#standalone").inner_text().startswith("Read as: ")
+        assert page.locator("#conversation-turns li").count() == 2
+
+        # A new conversation: the first question again stands alone, and comes from the cache.
+        page.click("#new-conversation")
+        assert page.locator("#conversation").is_hidden()
+        page.fill("#question", "What does BIOS stand for?")
         page.click("#ask-button")
         page.wait_for_selector('#answer-view[data-state="done"] #cached-badge:not([hidden])')
+        assert "history" not in bodies[-1]
 
 
 class HostileGenerator(SchemaFollowingGenerator):

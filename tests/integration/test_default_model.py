@@ -136,3 +136,29 @@ def test_models_list_json_describes_the_catalog() -> None:
         check=False,
     )
     assert verify.returncode == 0 and f"{DEFAULT_MODEL}: ok" in verify.stdout
+
+
+def test_a_follow_up_is_answered_from_the_documents(
+    pg_settings: Settings,
+    worker: object,
+    make_client: Callable[..., TestClient],
+    default_llm: Generator,
+    tmp_path: Path,
+) -> None:
+    """ "When was it built?" after a question about the Kestrel engine: rewritten to stand alone
+    from the history, then searched for and answered from the engine's document."""
+    samples = REPO / "samples" / "documents"
+    client = make_client(pg_settings.model_copy(update={"data_dir": tmp_path}), default_llm)
+    name = ingest(client, samples, "kestrel-engine.md", "harbor-station.md", "ledger-service.md")
+    first = ask(client, name, "Where was the Kestrel K-7 engine built?", use_cache=False)
+    history = [{"question": "Where was the Kestrel K-7 engine built?", "answer": first["answer"]}]
+
+    body = ask(client, name, "When was it first run?", history=history, use_cache=False)
+
+    assert "kestrel" in body["standalone_question"].lower(), body["standalone_question"]
+    assert "1931" in body["answer"] + body["analysis"], body
+    assert "kestrel-engine.md" in {c["filename"] for c in body["citations"]}
+    assert_citations_verified(client, name, body)
+    # Asked outright, the standalone question is the same cache entry.
+    again = ask(client, name, body["standalone_question"])
+    assert again["cached"] and "standalone_question" not in again

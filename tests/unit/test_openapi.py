@@ -59,15 +59,28 @@ def test_every_operation_documents_the_error_body(schema: dict[str, Any]) -> Non
             problems.append(f"{method.upper()} {path}: no 403")
         if "{" in path and 404 not in errors:
             problems.append(f"{method.upper()} {path}: no 404")
-        if (operation.get("parameters") or "requestBody" in operation) and 422 not in errors:
-            problems.append(f"{method.upper()} {path}: no 422")
+        # The OpenAI-compatible surface answers invalid requests with 400, in OpenAI's shape.
+        openai = path.startswith("/openai/")
+        invalid = 400 if openai else 422
+        if (operation.get("parameters") or "requestBody" in operation) and invalid not in errors:
+            problems.append(f"{method.upper()} {path}: no {invalid}")
+        if openai and 422 in errors:
+            problems.append(f"{method.upper()} {path}: 422")
+        body = "/OpenAIErrorResponse" if openai else "/ErrorResponse"
         for status, response in errors.items():
             ref = response["content"]["application/json"]["schema"]["$ref"]
-            if not ref.endswith("/ErrorResponse"):
+            if not ref.endswith(body):
                 problems.append(f"{method.upper()} {path} {status}: {ref}")
     assert problems == []
     error = schema["components"]["schemas"]["ErrorResponse"]
     assert resolve(schema, error["properties"]["error"])["required"] == ["code", "message"]
+    openai_error = schema["components"]["schemas"]["OpenAIErrorResponse"]
+    assert resolve(schema, openai_error["properties"]["error"])["required"] == [
+        "message",
+        "type",
+        "param",
+        "code",
+    ]
 
 
 def test_all_documented_statuses_appear_somewhere(schema: dict[str, Any]) -> None:
@@ -95,3 +108,23 @@ def test_bearer_scheme_and_sse_events_are_described(schema: dict[str, Any]) -> N
     for event in ("retrieval", "relevance", "evidence", "analysis", "answer", "done", "error"):
         assert f"`{event}`" in stream["schema"]["description"]
     assert stream["example"].startswith("event: retrieval")
+
+
+def test_the_openai_compatible_routes_and_their_stream_are_described(
+    schema: dict[str, Any],
+) -> None:
+    paths = schema["paths"]
+    assert {"/openai/v1/models", "/openai/v1/models/{model}", "/openai/v1/chat/completions"} <= set(
+        paths
+    )
+    chat = paths["/openai/v1/chat/completions"]["post"]
+    assert chat["security"] == [{"bearer": []}]
+    for status in ("400", "401", "404", "429", "502", "503"):
+        assert status in chat["responses"], status
+    body = resolve(schema, chat["requestBody"]["content"]["application/json"]["schema"])
+    assert {"model", "messages", "stream", "rag", "n", "tools"} <= set(body["properties"])
+    completion = resolve(schema, chat["responses"]["200"]["content"]["application/json"]["schema"])
+    assert resolve(schema, completion["properties"]["rag"])["title"] == "QueryResponse"
+    stream = chat["responses"]["200"]["content"]["text/event-stream"]
+    assert "[DONE]" in stream["schema"]["description"]
+    assert stream["example"].endswith("data: [DONE]\n\n")
