@@ -5,8 +5,11 @@ alone (not part of the test suite).
 data directory. Collection "ask" holds the gold documents of the first --questions eval-dev
 questions and some others. Then, each timed:
   1. the questions alone, in steps mode, uncached;
-  2. an upload of --files other eval-dev files to collection "bulk", alone;
-  3. the same upload to "bulk-2" with the same questions asked while it is ingested.
+  2. an upload of --files files to collection "bulk", alone;
+  3. an upload of as many files of the same size to "bulk-2", with the same questions asked
+     while it is ingested.
+eval-dev's entries are short (about 0.9 kB), so each uploaded file joins --join of them (about
+36 kB, a manual page's size); the two uploads join them in different orders: no duplicates.
 Prints each answer's seconds alone and during the upload, the ratio of the medians, and both
 uploads' durations (what answering first costs the upload).
 
@@ -43,11 +46,10 @@ def ask(client: httpx.Client, question: str) -> float:
     return time.perf_counter() - started
 
 
-def upload(client: httpx.Client, collection: str, files: list[Path]) -> str:
+def upload(client: httpx.Client, collection: str, files: list[tuple[str, bytes]]) -> str:
     client.post("/admin/v1/collections", json={"name": collection}).raise_for_status()
     job = client.post(
-        f"/admin/v1/collections/{collection}/documents",
-        files=[("files", (p.name, p.read_bytes())) for p in files],
+        f"/admin/v1/collections/{collection}/documents", files=[("files", f) for f in files]
     )
     job.raise_for_status()
     return str(job.json()["job_id"])
@@ -58,10 +60,23 @@ def job_running(client: httpx.Client, job_id: str) -> bool:
     return job["status"] in ("queued", "processing")
 
 
+def joined_files(sources: list[Path], count: int, join: int, order: int) -> list[tuple[str, bytes]]:
+    """`count` files, each `join` of `sources` one after another (their order set by
+    `order`), named bulk-<order>-<n>.md."""
+    files = []
+    for n in range(count):
+        # File n starts with source n; the second upload strides differently: no two alike.
+        parts = [sources[(n + k * 31 * order) % len(sources)] for k in range(join)]
+        text = "\n\n".join(p.read_text() for p in parts)
+        files.append((f"bulk-{order}-{n}.md", text.encode()))
+    return files
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--questions", type=int, default=5)
     parser.add_argument("--files", type=int, default=300)
+    parser.add_argument("--join", type=int, default=40, help="eval-dev entries per file")
     args = parser.parse_args()
 
     rows = [json.loads(line) for line in QUESTIONS.read_text().splitlines()][: args.questions]
@@ -98,17 +113,18 @@ def main() -> int:
             time.sleep(1)
 
         files = [CORPUS / name for name in sorted(gold)] + others[:20]
-        wait_job(client, upload(client, "ask", files))
+        wait_job(client, upload(client, "ask", [(p.name, p.read_bytes()) for p in files]))
         ask(client, rows[0]["question"])  # warm: the model loaded, the first prompt cached
         alone = [ask(client, row["question"]) for row in rows]
 
-        bulk = others[20 : 20 + args.files]
+        sources = others[20:]
+        bulk = joined_files(sources, args.files, args.join, 1)
         started = time.perf_counter()
         wait_job(client, upload(client, "bulk", bulk), timeout=3600)
         upload_alone = time.perf_counter() - started
 
         started = time.perf_counter()
-        job_id = upload(client, "bulk-2", bulk)
+        job_id = upload(client, "bulk-2", joined_files(sources, args.files, args.join, 7))
         during: list[float] = []
         overlapped = 0
         time.sleep(5)  # the upload is being encoded
@@ -122,7 +138,11 @@ def main() -> int:
         server.wait(timeout=60)
         shutil.rmtree(data_dir, ignore_errors=True)
 
-    print(f"{len(rows)} eval-dev questions, steps mode, uncached; upload of {len(bulk)} files")
+    size = sum(len(b) for _, b in bulk) / len(bulk) / 1000
+    print(
+        f"{len(rows)} eval-dev questions, steps mode, uncached; "
+        f"uploads of {len(bulk)} files of {size:.0f} kB"
+    )
     print("| question | alone s | during the upload s |")
     print("| --- | ---: | ---: |")
     for row, a, d in zip(rows, alone, during, strict=True):

@@ -10,7 +10,8 @@ messages, schema, max_tokens) and a reply seen before is replayed from the memo 
 or to the checks after the model, then re-runs only the calls it changes: a 12-minute run of
 20 questions takes 2-3 minutes. Figures match a plain `rag bench` run (docs/benchmarks.md
 names the runs made this way); latencies of replayed calls are not real, so time with
-`rag bench`. Dev tooling only: the service never loads this.
+`rag bench`. Dev tooling only: the service never loads this. To run an older copy of the code
+against a memo, use scripts/run_tree.py (PYTHONPATH alone still imports this checkout).
 """
 
 from __future__ import annotations
