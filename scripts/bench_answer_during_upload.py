@@ -57,7 +57,7 @@ def upload(client: httpx.Client, collection: str, files: list[tuple[str, bytes]]
 
 def job_running(client: httpx.Client, job_id: str) -> bool:
     job: dict[str, Any] = client.get(f"/admin/v1/jobs/{job_id}").json()
-    return job["status"] in ("queued", "processing")
+    return job["status"] in ("queued", "running")
 
 
 def joined_files(sources: list[Path], count: int, join: int, order: int) -> list[tuple[str, bytes]]:
