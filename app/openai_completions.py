@@ -6,6 +6,11 @@ The message text is the answer followed by its [n] citation markers and the cite
 with its file; a decline is the pipeline's own sentence saying the documents do not answer. The
 native response (the same serialisation as POST /v1/query) rides along as the `rag` field, so a
 client can check every quote against its document.
+
+Streamed, the answer's text goes out as the model writes it. Content sent cannot be taken back:
+when the checked answer differs from what was streamed (a quote of the evidence instead, a
+decline, an answer written again), the last content chunk says so and gives the checked answer
+(`correction`).
 """
 
 from __future__ import annotations
@@ -29,7 +34,15 @@ from app.openai_schemas import (
 )
 from app.query_schemas import QueryResponse
 from core.errors import RagError
-from generation.reasoning.results import AnswerEvent, DoneEvent, QueryEvent, QueryResult
+from generation.reasoning.answer_stream import streamed_as_final
+from generation.reasoning.results import (
+    AnswerDeltaEvent,
+    AnswerEvent,
+    AnswerResetEvent,
+    DoneEvent,
+    QueryEvent,
+    QueryResult,
+)
 from generation.reasoning.values import Citation
 
 log = logging.getLogger(__name__)
@@ -51,11 +64,34 @@ def answer_content(answer: str, citations: Sequence[Citation]) -> str:
     Sources:
     - [1] smtp.md: "SMTP stands for Simple Mail Transfer Protocol."
     """
+    return f"{answer}{_markers(answer, citations)}{_sources(citations)}"
+
+
+def _markers(answer: str, citations: Sequence[Citation]) -> str:
+    if not citations or _MARKER.search(answer):
+        return ""
+    return " " + "".join(f"[{c.id}]" for c in citations)
+
+
+def _sources(citations: Sequence[Citation]) -> str:
     if not citations:
-        return answer
-    markers = "" if _MARKER.search(answer) else " " + "".join(f"[{c.id}]" for c in citations)
+        return ""
     sources = "\n".join(f'- [{c.id}] {c.filename}: "{_one_line(c.quote)}"' for c in citations)
-    return f"{answer}{markers}\n\nSources:\n{sources}"
+    return f"\n\nSources:\n{sources}"
+
+
+def after_streamed(streamed: str, answer: str, citations: Sequence[Citation]) -> str:
+    """What follows the answer's text streamed as the model wrote it, once the checked answer
+    is known: its citation markers and sources when the streamed text reads as it (but for
+    evidence markers and spaces); otherwise a marked correction giving the checked answer,
+    "(Checked against the documents, the answer is: … [1])", then the sources. Nothing was
+    streamed: the whole answer content."""
+    if not streamed:
+        return answer_content(answer, citations)
+    if streamed_as_final(streamed, answer):
+        return _markers(streamed, citations) + _sources(citations)
+    checked = answer + _markers(answer, citations)
+    return f"\n\n(Checked against the documents, the answer is: {checked}){_sources(citations)}"
 
 
 def result_notes(result: QueryResult) -> str:
@@ -148,18 +184,30 @@ DONE_LINE = "data: [DONE]\n\n"
 async def completion_chunks(
     events: AsyncIterator[QueryEvent], writer: ChunkWriter, include_usage: bool
 ) -> AsyncIterator[str]:
-    """The answer as chunks: the role, the answer's text when the pipeline's answer event
-    arrives (the answer is not streamed token by token yet), any notes with the result, then
-    an empty delta with `finish_reason: stop` and the `rag` field, the usage chunk when asked,
-    and `[DONE]`. A failure after the stream started is an OpenAI error object in a data line,
-    then `[DONE]`."""
+    """The answer as chunks: the role, the answer's text as the model writes it (one chunk per
+    answer_delta), then when the pipeline's checked answer arrives its markers and sources, or
+    a correction when it differs from the text streamed (`after_streamed`; the whole answer in
+    one chunk when nothing was streamed, as for a cached answer), any notes with the result,
+    then an empty delta with `finish_reason: stop` and the `rag` field, the usage chunk when
+    asked, and `[DONE]`. Once the model starts its answer over (answer_reset), its new text is
+    not streamed: the correction gives the answer. A failure after the stream started is an
+    OpenAI error object in a data line, then `[DONE]`."""
     yield writer.chunk(Delta(role="assistant"))
     sent_answer = False
+    streamed: list[str] = []
+    started_over = False
     try:
         async for event in events:
-            if isinstance(event, AnswerEvent):
+            if isinstance(event, AnswerDeltaEvent) and not started_over:
+                streamed.append(event.text)
+                yield writer.chunk(Delta(content=event.text))
+            elif isinstance(event, AnswerResetEvent):
+                started_over = bool(streamed)
+            elif isinstance(event, AnswerEvent):
                 sent_answer = True
-                yield writer.chunk(Delta(content=answer_content(event.answer, event.citations)))
+                text = after_streamed("".join(streamed), event.answer, event.citations)
+                if text:
+                    yield writer.chunk(Delta(content=text))
             elif isinstance(event, DoneEvent):
                 result = event.result
                 text = result_notes(result)

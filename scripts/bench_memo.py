@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from generation.llm import llamacpp
-from generation.llm.generator import Completion, Message
+from generation.llm.generator import Completion, Message, TextSink
 
 
 class Memo:
@@ -88,12 +88,15 @@ def install(memo: Memo) -> None:
         schema: dict[str, Any] | None,
         max_tokens: int,
         adapter: str | None = None,
+        on_text: TextSink | None = None,
     ) -> Completion:
         key = memo.key(self.model, adapter, messages, schema, max_tokens)
         if (known := memo.get(key)) is not None:
+            if on_text is not None:  # a replayed reply streams in one piece
+                on_text(known.text)
             return known
         completion = await generate(
-            self, messages, schema=schema, max_tokens=max_tokens, adapter=adapter
+            self, messages, schema=schema, max_tokens=max_tokens, adapter=adapter, on_text=on_text
         )
         memo.put(key, completion, messages, schema, max_tokens)
         return completion

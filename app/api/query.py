@@ -25,12 +25,21 @@ SSE_DESCRIPTION = (
     "`retrieval` {hits, index_version, embedder}; `relevance` {relevance: [judgement]}; "
     "`evidence` {evidence: [item]}; `analysis` {analysis}; `answer` {answer, citations}; "
     "`done` (the whole JSON response, as without streaming), or instead `error` "
-    "{error: {code, message}} if the run fails after the stream started."
+    "{error: {code, message}} if the run fails after the stream started. "
+    "While the model writes the answer (in steps mode before `analysis`; in single_pass before "
+    "`relevance`; otherwise before `answer`), `answer_delta` {text} events carry its new "
+    "characters as written: append them. `answer_reset` {reason: repair | answer_again} means "
+    "the text so far was discarded and the model writes the answer again: clear it. The "
+    "`answer` event is authoritative: the checks may replace the streamed text (by a quote of "
+    "the evidence, a decline, another answer, without evidence markers), so show the `answer` "
+    "event's text in its place. A cached answer sends no `answer_delta`."
 )
 SSE_EXAMPLE = (
     'event: retrieval\ndata: {"hits":[...],"index_version":3,"embedder":"all-MiniLM-L6-v2"}\n\n'
     'event: relevance\ndata: {"relevance":[...]}\n\n'
     'event: evidence\ndata: {"evidence":[...]}\n\n'
+    'event: answer_delta\ndata: {"text":"Simple Mail"}\n\n'
+    'event: answer_delta\ndata: {"text":" Transfer Protocol"}\n\n'
     'event: analysis\ndata: {"analysis":"SMTP is ... [1]"}\n\n'
     'event: answer\ndata: {"answer":"Simple Mail Transfer Protocol","citations":[...]}\n\n'
     'event: done\ndata: {"answer":"Simple Mail Transfer Protocol", ...}\n\n'

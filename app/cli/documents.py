@@ -188,7 +188,8 @@ def _stream(client: Any, body: dict[str, Any]) -> dict[str, Any]:
                     error = data.get("error", {})
                     typer.echo(f"error — {error.get('code')}: {error.get('message')}", err=True)
                     raise typer.Exit(1)
-                else:
+                elif event not in ("answer_delta", "answer_reset"):
+                    # The answer is printed whole from `done`, as checked, not as written.
                     typer.echo(_step_line(event, data), err=True)
     return final
 

@@ -11,7 +11,9 @@ const STEP_LABELS = {
   retrieval: "found excerpts; judging which help…",
   relevance: "judged the excerpts; picking quotes…",
   evidence: "picked quotes; reasoning…",
-  analysis: "reasoned; writing the answer…",
+  answer_delta: "writing the answer…",
+  answer_reset: "writing the answer again…",
+  analysis: "reasoned; checking the answer…",
   answer: "answered",
 };
 const MODE_NAMES = {
@@ -150,6 +152,7 @@ class Run {
     this.hits = new Map();
     this.evidence = new Map();
     this.ended = false;
+    this.written = ""; // the answer as the model writes it, until the checked one arrives
   }
 }
 
@@ -231,6 +234,7 @@ function fail(error) {
 function resetView() {
   $("answer-view").hidden = false;
   for (const id of ["answer", "analysis", "run-meta", "run-step"]) $(id).textContent = "";
+  delete $("answer").dataset.writing;
   for (const id of ["citations", "evidence", "hits", "timings"]) clear($(id));
   for (const id of ["cached-badge", "source-badge", "no-support", "standalone"]) {
     $(id).hidden = true;
@@ -243,6 +247,8 @@ function handle(run, name, data) {
   if (name === "retrieval") showHits(run, data.hits || []);
   else if (name === "relevance") showRelevance(data.relevance || []);
   else if (name === "evidence") showEvidence(run, data.evidence || []);
+  else if (name === "answer_delta") showWriting(run, run.written + (data.text || ""));
+  else if (name === "answer_reset") showWriting(run, "");
   else if (name === "analysis") showAnalysis(run, data.analysis || "");
   else if (name === "answer") showAnswer(run, data);
   else if (name === "done") finish(run, data);
@@ -343,8 +349,20 @@ function showAnalysis(run, analysis) {
   node.append(document.createTextNode(analysis.slice(last)));
 }
 
+/**
+ * The answer as the model writes it (`answer_delta` events; `answer_reset` starts it over). The
+ * `answer` event then replaces it with the answer as checked against the documents, which may
+ * differ (a quote of the evidence, a decline), so the text shows as a draft until then.
+ */
+function showWriting(run, text) {
+  run.written = text;
+  $("answer").textContent = text;
+  $("answer").dataset.writing = "true";
+}
+
 function showAnswer(run, data) {
   $("answer").textContent = data.answer || "";
+  delete $("answer").dataset.writing;
   showCitations(run, data.citations || []);
 }
 

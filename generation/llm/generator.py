@@ -8,6 +8,7 @@ backends import this module's types, never the factory.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -15,6 +16,9 @@ from typing import Any, Protocol
 from core.errors import RagError
 
 Message = dict[str, str]
+# Receives the reply's text as it is generated, one new piece at a time; it may be called from
+# a thread other than the event loop's (the embedded backend generates in a worker thread).
+TextSink = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -95,8 +99,13 @@ class Generator(Protocol):
         schema: dict[str, Any] | None,
         max_tokens: int,
         adapter: str | None = None,
+        on_text: TextSink | None = None,
     ) -> Completion:
         """One chat completion; with `schema`, the reply is constrained to that JSON schema.
+
+        With `on_text`, the reply is streamed: each new piece of its text is handed to
+        `on_text` as it is generated (the pieces add up to `Completion.text`), possibly from
+        another thread. Without it the backend generates exactly as it always did.
 
         Raises GeneratorUnavailable when the backend cannot answer, AdapterNotFound for an
         adapter the backend does not serve.
@@ -140,6 +149,7 @@ class UnavailableGenerator:
         schema: dict[str, Any] | None,
         max_tokens: int,
         adapter: str | None = None,
+        on_text: TextSink | None = None,
     ) -> Completion:
         raise GeneratorUnavailable(self._reason)
 

@@ -33,6 +33,7 @@ from generation.llm.generator import (
     Completion,
     GeneratorUnavailable,
     Message,
+    TextSink,
 )
 from generation.llm.grammar_sampler import make_llama_class
 from generation.llm.idle_cores import IdleCores
@@ -161,10 +162,13 @@ class _Model:
         schema: dict[str, Any] | None,
         max_tokens: int,
         stop: threading.Event | None = None,
+        on_text: TextSink | None = None,
     ) -> tuple[str, int, int, int, str]:
         """Generate a reply (text, prompt tokens, completion tokens, cached prompt tokens,
         finish reason). Setting `stop` ends the generation at the next token (or before it
-        starts, when set while waiting for the model): finish reason "cancelled"."""
+        starts, when set while waiting for the model): finish reason "cancelled". With
+        `on_text`, llama.cpp streams and each new piece of text goes to it, from this thread,
+        while the model is held."""
         from llama_cpp import StoppingCriteriaList
 
         stop = stop or threading.Event()
@@ -189,8 +193,10 @@ class _Model:
                 repeat_penalty=self.repeat_penalty,
                 grammar=grammar,
                 stopping_criteria=StoppingCriteriaList([stopped]),
-                stream=False,
+                stream=on_text is not None,
             )
+            if on_text is not None:  # the chunks are generated as they are read: in the lock
+                result = self._read_stream(result, on_text, len(tokens))
         choice = result["choices"][0]
         usage = result["usage"]
         finish = choice.get("finish_reason") or "stop"
@@ -208,6 +214,28 @@ class _Model:
             max(cached, 0),
             finish,
         )
+
+    def _read_stream(self, chunks: Any, on_text: TextSink, prompt_tokens: int) -> Any:
+        """A streamed completion read to its end, each piece of text handed to `on_text`, as
+        the result a call without streaming returns (text, finish reason, usage). Streamed,
+        llama-cpp-python reports no usage; the count is the non-streamed one: each token the
+        model generated is evaluated before the next is sampled, so the context holds the
+        prompt and every completion token but the last of a reply cut off at max_tokens
+        (a reply that ends with end-of-turn holds them all; the end-of-turn is not counted)."""
+        pieces: list[str] = []
+        finish: str | None = None
+        for chunk in chunks:
+            choice = chunk["choices"][0]
+            if choice["text"]:
+                pieces.append(choice["text"])
+                on_text(choice["text"])
+            finish = choice.get("finish_reason") or finish
+        evaluated = int(self.llm.n_tokens) - prompt_tokens
+        completion = evaluated + (1 if finish == "length" else 0)
+        return {
+            "choices": [{"text": "".join(pieces), "finish_reason": finish}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": max(completion, 0)},
+        }
 
     def _choose_threads(self) -> None:
         if self.fixed_threads:
@@ -305,6 +333,7 @@ class LlamaCppGenerator:
         schema: dict[str, Any] | None,
         max_tokens: int,
         adapter: str | None = None,
+        on_text: TextSink | None = None,
     ) -> Completion:
         if adapter is not None and adapter not in self._adapters:
             raise AdapterNotFound(adapter, sorted(self._adapters))
@@ -313,7 +342,7 @@ class LlamaCppGenerator:
         stop = threading.Event()
         try:
             text, prompt, completion, cached, finish = await asyncio.to_thread(
-                model.complete, messages, schema, max_tokens, stop
+                model.complete, messages, schema, max_tokens, stop, on_text
             )
         except ValueError as exc:  # e.g. the prompt does not fit the context window
             raise GeneratorUnavailable(f"the embedded model refused the prompt: {exc}") from exc

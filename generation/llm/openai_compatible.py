@@ -2,12 +2,15 @@
 
 Async, bounded concurrency (vLLM batches concurrent requests), timeouts and bounded retries with
 backoff on connection errors and 5xx. A request's adapter is sent as the model name, which is how
-vLLM routes to a LoRA adapter loaded with --enable-lora.
+vLLM routes to a LoRA adapter loaded with --enable-lora. A call with `on_text` streams (`"stream":
+true`, usage asked for in the last chunk with `stream_options`) and hands each piece of content to
+it as the server sends it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -21,6 +24,7 @@ from generation.llm.generator import (
     Completion,
     GeneratorUnavailable,
     Message,
+    TextSink,
     without_length_bounds,
 )
 
@@ -61,6 +65,7 @@ class OpenAIGenerator:
         schema: dict[str, Any] | None,
         max_tokens: int,
         adapter: str | None = None,
+        on_text: TextSink | None = None,
     ) -> Completion:
         model = await self._model_for(adapter)
         body: dict[str, Any] = {
@@ -72,7 +77,12 @@ class OpenAIGenerator:
         if schema is not None:
             body["response_format"] = self._response_format(schema)
         started = time.perf_counter()
-        data = await self._post("/chat/completions", body)
+        if on_text is None:
+            data = await self._post("/chat/completions", body)
+        else:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+            data = await self._post_streamed("/chat/completions", body, on_text)
         try:
             choice = data["choices"][0]
             usage = data.get("usage") or {}
@@ -107,30 +117,76 @@ class OpenAIGenerator:
                 async with self._slots:
                     response = await self._client.post(path, json=body)
             except httpx.TimeoutException:
-                # A timed-out generation is not retried: it would likely time out again.
-                raise GeneratorUnavailable(
-                    f"the generator did not answer within {self._settings.timeout_s:g}s"
-                ) from None
+                raise self._timed_out() from None
             except httpx.TransportError as exc:
-                where = self._settings.base_url
-                last = f"cannot reach the generator at {where}: {exc.__class__.__name__}"
+                last = self._unreachable(exc)
                 continue
-            if response.status_code in _RETRYABLE_STATUS:
-                last = f"the generator answered {response.status_code}"
+            retry = await self._refusal(response, body)
+            if retry:
+                last = retry
                 continue
-            if response.status_code == 404 and body.get("model"):
-                raise AdapterNotFound(str(body["model"]), await self._adapter_names())
-            if response.status_code >= 400:
-                raise GeneratorUnavailable(
-                    f"the generator refused the request ({response.status_code}): "
-                    f"{response.text[:300]}"
-                )
             try:
                 data: dict[str, Any] = response.json()
             except ValueError as exc:
                 raise GeneratorUnavailable("the generator sent a reply that is not JSON") from exc
             return data
         raise GeneratorUnavailable(last)
+
+    async def _post_streamed(
+        self, path: str, body: dict[str, Any], on_text: TextSink
+    ) -> dict[str, Any]:
+        """`_post` for a streamed completion: the server-sent chunks read as they arrive, each
+        piece of content handed to `on_text`; returns the reply as a completion object. Retried
+        as `_post` is until the first piece arrives; a stream that breaks after it is not (the
+        reply would start over behind text already handed on)."""
+        attempts = self._settings.max_retries + 1
+        last = ""
+        for attempt in range(attempts):
+            if attempt:
+                await asyncio.sleep(min(0.25 * 2**attempt, 4.0))
+            reply = _StreamedReply()
+            try:
+                async with self._slots, self._client.stream("POST", path, json=body) as response:
+                    if response.status_code >= 400:
+                        await response.aread()
+                    retry = await self._refusal(response, body)
+                    if retry:
+                        last = retry
+                        continue
+                    async for line in response.aiter_lines():
+                        if reply.read(line, on_text):
+                            break
+            except httpx.TimeoutException:
+                raise self._timed_out() from None
+            except httpx.TransportError as exc:
+                last = self._unreachable(exc)
+                if reply.started:
+                    raise GeneratorUnavailable(f"{last} (the reply broke off)") from exc
+                continue
+            return reply.completion()
+        raise GeneratorUnavailable(last)
+
+    def _timed_out(self) -> GeneratorUnavailable:
+        # A timed-out generation is not retried: it would likely time out again.
+        return GeneratorUnavailable(
+            f"the generator did not answer within {self._settings.timeout_s:g}s"
+        )
+
+    def _unreachable(self, exc: Exception) -> str:
+        return f"cannot reach the generator at {self._settings.base_url}: {exc.__class__.__name__}"
+
+    async def _refusal(self, response: httpx.Response, body: dict[str, Any]) -> str | None:
+        """None for a success; why to try again for a status worth retrying; raises
+        AdapterNotFound (404 for a model name) or GeneratorUnavailable for another refusal."""
+        if response.status_code in _RETRYABLE_STATUS:
+            return f"the generator answered {response.status_code}"
+        if response.status_code == 404 and body.get("model"):
+            raise AdapterNotFound(str(body["model"]), await self._adapter_names())
+        if response.status_code >= 400:
+            raise GeneratorUnavailable(
+                f"the generator refused the request ({response.status_code}): {response.text[:300]}"
+            )
+        return None
 
     async def _served_models(self, *, fresh: bool = False) -> list[dict[str, Any]]:
         now = time.monotonic()
@@ -218,6 +274,61 @@ class OpenAIGenerator:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+class _StreamedReply:
+    """A streamed chat completion as its `data:` lines arrive: the content so far, the finish
+    reason, the usage (in the last chunk, with `stream_options.include_usage`; a server that
+    does not send it, such as llama-cpp-python's, reports no tokens) and the model."""
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.finish: str | None = None
+        self.usage: dict[str, Any] = {}
+        self.model: str | None = None
+
+    @property
+    def started(self) -> bool:
+        return bool(self.pieces)
+
+    def read(self, line: str, on_text: TextSink) -> bool:
+        """Take one line of the stream; True at `data: [DONE]`. Raises GeneratorUnavailable
+        for an error the server reports mid-stream or a chunk that is not JSON."""
+        if not line.startswith("data:"):
+            return False  # blank lines between events, ": ping" comments, event names
+        payload = line[len("data:") :].strip()
+        if payload == "[DONE]":
+            return True
+        try:
+            chunk = json.loads(payload)
+        except ValueError as exc:
+            raise GeneratorUnavailable("the generator sent a chunk that is not JSON") from exc
+        try:
+            if chunk.get("error"):
+                error = str(chunk["error"])[:300]
+                raise GeneratorUnavailable(f"the generator failed mid-reply: {error}")
+            self.model = chunk.get("model") or self.model
+            self.usage = chunk.get("usage") or self.usage
+            for choice in chunk.get("choices") or []:
+                text = (choice.get("delta") or {}).get("content")
+                if text:
+                    self.pieces.append(str(text))
+                    on_text(str(text))
+                self.finish = choice.get("finish_reason") or self.finish
+        except (AttributeError, TypeError) as exc:
+            raise GeneratorUnavailable(f"the generator sent a malformed chunk: {exc!r}") from exc
+        return False
+
+    def completion(self) -> dict[str, Any]:
+        """The reply as a non-streamed chat completion object."""
+        message = {"content": "".join(self.pieces)}
+        data: dict[str, Any] = {
+            "choices": [{"message": message, "finish_reason": self.finish}],
+            "usage": self.usage,
+        }
+        if self.model:
+            data["model"] = self.model
+        return data
 
 
 def _error_message(response: httpx.Response) -> str | None:

@@ -7,9 +7,14 @@ document's stored text before it is returned (verification.py). A reply that bre
 schema gets one repair attempt (step_calls.py), then the query fails with
 `generator_invalid_output`.
 
+The step that writes the answer streams it (answer_stream.py): its generation runs as a task while
+`run` yields answer_delta events, before the answer's checks; the answer event after them is the
+checked answer.
+
 The modes live here; their values are in values.py, the reply parsers in replies.py, the rules
 that revise the model's verdicts in revisions.py. `run` yields the typed events of results.py
-in the order of the streaming contract: retrieval, relevance, evidence, analysis, answer, done.
+in the order of the streaming contract: retrieval, relevance, evidence, analysis, answer, done
+(answer_delta and answer_reset while the answer is written: in steps mode before analysis).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any, Protocol
 from core.settings import PipelineSettings, RetrievalMode
 from generation.llm.generator import Generator, GeneratorUnavailable
 from generation.reasoning import prompts
+from generation.reasoning.answer_stream import StreamedCall
 from generation.reasoning.answerability import Answerability, assess
 from generation.reasoning.conclusion import conclude
 from generation.reasoning.replies import (
@@ -45,7 +51,7 @@ from generation.reasoning.results import (
     RetrievalEvent,
 )
 from generation.reasoning.revisions import overrule_decline, with_top_ranked_evidence
-from generation.reasoning.step_calls import QueryRun, StepCaller, says_something
+from generation.reasoning.step_calls import QueryRun, StepCaller
 from generation.reasoning.values import (
     Evidence,
     Judgement,
@@ -216,16 +222,12 @@ class SelfReasoningPipeline:
         yield EvidenceEvent(evidence)
 
         request = prompts.analysis_request(system, options.question, [e.quote for e in evidence], s)
-        analysis, answer = await self._calls.structured(
-            request,
-            options.adapter,
-            run,
-            lambda data: parse_analysis(data, s.analysis_max_chars, s.answer_max_chars),
+        writing = StreamedCall(
+            lambda stream: self._calls.analysis(request, options.adapter, run, stream)
         )
-        if not says_something(answer):
-            analysis, answer = await self._calls.answer_again(
-                request, options.adapter, run, analysis, answer
-            )
+        async for event in writing:
+            yield event
+        analysis, answer = writing.value
         run.mark("analysis", clock)
         for item in await self._conclude(
             options.question, judged, evidence, analysis, answer, passages
@@ -250,23 +252,25 @@ class SelfReasoningPipeline:
             analysis, answer = parse_analysis(data, s.analysis_max_chars, s.answer_max_chars)
             return judged, evidence, analysis, answer
 
-        judged, evidence, analysis, answer = await self._calls.structured(
-            prompts.StepRequest(
-                "trajectory",
-                prompts.single_pass_messages(system, options.question, s.max_evidence),
-                prompts.single_pass_schema(
-                    passages,
-                    s.max_evidence,
-                    s.reason_max_chars,
-                    s.analysis_max_chars,
-                    s.answer_max_chars,
-                ),
-                s.max_tokens_relevance + s.max_tokens_evidence + s.max_tokens_analysis,
+        request = prompts.StepRequest(
+            "trajectory",
+            prompts.single_pass_messages(system, options.question, s.max_evidence),
+            prompts.single_pass_schema(
+                passages,
+                s.max_evidence,
+                s.reason_max_chars,
+                s.analysis_max_chars,
+                s.answer_max_chars,
             ),
-            options.adapter,
-            run,
-            parse,
+            s.max_tokens_relevance + s.max_tokens_evidence + s.max_tokens_analysis,
         )
+        # The answer is the reply's last field: its deltas come before the relevance event.
+        writing = StreamedCall(
+            lambda stream: self._calls.structured(request, options.adapter, run, parse, stream)
+        )
+        async for event in writing:
+            yield event
+        judged, evidence, analysis, answer = writing.value
         run.mark("analysis", clock)
         yield RelevanceEvent(judged)
         if not any(j.relevant for j in judged):
@@ -293,17 +297,18 @@ class SelfReasoningPipeline:
             cited = evidence_from_ids(ids, passages, {}, self._settings.max_evidence)
             return clip(data["answer"], self._settings.answer_max_chars), cited
 
-        answer, evidence = await self._calls.structured(
-            prompts.StepRequest(
-                "answer",
-                prompts.one_call_messages(system, options.question),
-                prompts.one_call_schema(passages, self._settings.answer_max_chars),
-                self._settings.max_tokens_analysis,
-            ),
-            options.adapter,
-            run,
-            parse,
+        request = prompts.StepRequest(
+            "answer",
+            prompts.one_call_messages(system, options.question),
+            prompts.one_call_schema(passages, self._settings.answer_max_chars),
+            self._settings.max_tokens_analysis,
         )
+        writing = StreamedCall(
+            lambda stream: self._calls.structured(request, options.adapter, run, parse, stream)
+        )
+        async for event in writing:
+            yield event
+        answer, evidence = writing.value
         run.mark("analysis", clock)
         evidence = await verified(evidence, self._texts)
         citations = [citation_of(e) for e in evidence]
@@ -314,24 +319,27 @@ class SelfReasoningPipeline:
 
     async def _closed_book(self, options: QueryOptions, run: QueryRun) -> ModeEvents:
         started = time.perf_counter()
-        answer = await self._own_knowledge(options, run)
+        writing = self._own_knowledge(options, run)
+        async for event in writing:
+            yield event
+        answer = writing.value
         run.mark("analysis", started)
         yield AnswerEvent(answer, [])
         yield Outcome(answer=answer, supported=False)
 
-    async def _own_knowledge(self, options: QueryOptions, run: QueryRun) -> str:
-        """An answer from the model alone, with no documents (cites nothing)."""
+    def _own_knowledge(self, options: QueryOptions, run: QueryRun) -> StreamedCall[str]:
+        """An answer from the model alone, with no documents (cites nothing), streamed."""
         limit = self._settings.answer_max_chars
-        return await self._calls.structured(
-            prompts.StepRequest(
-                "answer",
-                prompts.closed_book_messages(options.question),
-                prompts.answer_schema(limit),
-                self._settings.max_tokens_analysis,
-            ),
-            options.adapter,
-            run,
-            lambda data: parse_answer(data, limit),
+        request = prompts.StepRequest(
+            "answer",
+            prompts.closed_book_messages(options.question),
+            prompts.answer_schema(limit),
+            self._settings.max_tokens_analysis,
+        )
+        return StreamedCall(
+            lambda stream: self._calls.structured(
+                request, options.adapter, run, lambda data: parse_answer(data, limit), stream
+            )
         )
 
     async def _unsupported(
@@ -350,7 +358,10 @@ class SelfReasoningPipeline:
         answer = NO_SUPPORT_ANSWER
         analysis = why
         if options.allow_unsupported:
-            answer = await self._own_knowledge(options, run)
+            writing = self._own_knowledge(options, run)
+            async for event in writing:
+                yield event
+            answer = writing.value
             analysis += " The answer below comes from the model's own knowledge and cites nothing."
             run.mark("analysis", clock)
         yield AnalysisEvent(analysis)

@@ -142,9 +142,15 @@ def parse_analysis(data: Any, analysis_chars: int, answer_chars: int) -> tuple[s
     if not isinstance(analysis, str) or not isinstance(answer, str):
         raise StepOutputError("analysis and answer must be strings")
     # Evidence markers are the analysis's business: an answer of only "[1, 2]" says nothing.
-    answer = _ANSWER_MARKER.sub(" ", answer)
+    answer = strip_answer_markers(answer)
     # An empty answer (say, cut off by the token limit) is replaced from the evidence later.
     return clip(analysis, analysis_chars), clip(answer, answer_chars)
+
+
+def strip_answer_markers(answer: str) -> str:
+    """The answer without bracketed evidence numbers or sentence ids ("[1]", "[1, 2]", "[2.3]";
+    each becomes a space)."""
+    return _ANSWER_MARKER.sub(" ", answer)
 
 
 def parse_answer(data: Any, answer_chars: int) -> str:

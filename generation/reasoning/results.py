@@ -1,7 +1,9 @@
 """What a query produces: the events of the streaming contract, in order, and the final result.
 
 `SelfReasoningPipeline.run` yields these typed events — retrieval, relevance, evidence,
-analysis, answer, done — and the HTTP edge turns each into `event: <name>` and its `data()`.
+analysis, answer, done, and while the answer is written answer_delta (and answer_reset when an
+attempt whose text was sent is discarded) — and the HTTP edge turns each into `event: <name>`
+and its `data()`.
 `QueryResult` is the whole response (`done`'s data, and the body without streaming); the query
 cache stores its JSON and `from_json` reads it back, so a cached answer replays the same events.
 """
@@ -190,6 +192,32 @@ class AnalysisEvent:
 
 
 @dataclass(frozen=True)
+class AnswerDeltaEvent:
+    """New characters of the answer as the model writes it (the decoded JSON string, raw: it may
+    hold evidence markers the final answer drops). The `answer` event that follows is the
+    answer after the checks, which may differ."""
+
+    name: ClassVar[str] = "answer_delta"
+    text: str
+
+    def data(self) -> dict[str, Any]:
+        return {"text": self.text}
+
+
+@dataclass(frozen=True)
+class AnswerResetEvent:
+    """The text sent in answer_delta events so far was discarded: the model writes the answer
+    again (`reason`: "repair", its reply broke the format; "answer_again", its answer was only
+    evidence numbers). Deltas after it start the answer over."""
+
+    name: ClassVar[str] = "answer_reset"
+    reason: str
+
+    def data(self) -> dict[str, Any]:
+        return {"reason": self.reason}
+
+
+@dataclass(frozen=True)
 class AnswerEvent:
     name: ClassVar[str] = "answer"
     answer: str
@@ -208,13 +236,21 @@ class DoneEvent:
         return self.result.to_json()
 
 
+AnswerTextEvent = AnswerDeltaEvent | AnswerResetEvent
 QueryEvent = (
-    RetrievalEvent | RelevanceEvent | EvidenceEvent | AnalysisEvent | AnswerEvent | DoneEvent
+    RetrievalEvent
+    | RelevanceEvent
+    | EvidenceEvent
+    | AnalysisEvent
+    | AnswerTextEvent
+    | AnswerEvent
+    | DoneEvent
 )
 
 
 def replay(retrieval: RetrievalEvent, result: QueryResult) -> list[QueryEvent]:
-    """The events of a result computed before (a cached answer), in contract order."""
+    """The events of a result computed before (a cached answer), in contract order: no
+    answer_delta (the answer is complete at once)."""
     return [
         retrieval,
         RelevanceEvent(result.relevance),

@@ -2,7 +2,9 @@
 what a query's calls add up to (tokens, generator seconds, each step's milliseconds).
 
 A reply that breaks the step's schema or rules gets one repair attempt (the model is told what
-was wrong), then the query fails with `generator_invalid_output`.
+was wrong), then the query fails with `generator_invalid_output`. A step that writes the answer
+is given an AnswerStream (answer_stream.py): each of its generations streams, and a discarded
+one is announced before the next.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from typing import Any, TypeVar
 
 from core.errors import RagError
 from core.settings import PipelineSettings
-from generation.llm.generator import Completion, Generator, GeneratorUnavailable
+from generation.llm.generator import Completion, Generator, GeneratorUnavailable, Message
 from generation.reasoning import prompts
+from generation.reasoning.answer_stream import AnswerStream
 from generation.reasoning.replies import parse_analysis, reply_json
 from generation.reasoning.results import Usage
 from generation.reasoning.values import StepOutputError
@@ -67,17 +70,17 @@ class StepCaller:
         adapter: str | None,
         run: QueryRun,
         parse: Callable[[Any], T],
+        stream: AnswerStream | None = None,
     ) -> T:
-        """Generate, parse and validate one step; one repair attempt when the reply is bad."""
+        """Generate, parse and validate one step; one repair attempt when the reply is bad.
+        With `stream`, each generation streams the reply's answer to it."""
         step, messages, schema, max_tokens = (
             request.step,
             request.messages,
             request.schema,
             request.max_tokens,
         )
-        completion = await self._generator.generate(
-            messages, schema=schema, max_tokens=max_tokens, adapter=adapter
-        )
+        completion = await self._generate(messages, schema, max_tokens, adapter, stream)
         run.add(completion)
         try:
             return parse(reply_json(completion))
@@ -92,9 +95,9 @@ class StepCaller:
                 "complete JSON object in the required format.",
             },
         ]
-        completion = await self._generator.generate(
-            repair, schema=schema, max_tokens=max_tokens * 2, adapter=adapter
-        )
+        if stream is not None:
+            stream.discard("repair")
+        completion = await self._generate(repair, schema, max_tokens * 2, adapter, stream)
         run.add(completion)
         try:
             return parse(reply_json(completion))
@@ -105,6 +108,45 @@ class StepCaller:
                 f"attempt: {second}",
             ) from second
 
+    async def _generate(
+        self,
+        messages: list[Message],
+        schema: dict[str, Any] | None,
+        max_tokens: int,
+        adapter: str | None,
+        stream: AnswerStream | None,
+    ) -> Completion:
+        if stream is None:  # no callback: the backend generates as it always did
+            return await self._generator.generate(
+                messages, schema=schema, max_tokens=max_tokens, adapter=adapter
+            )
+        return await self._generator.generate(
+            messages, schema=schema, max_tokens=max_tokens, adapter=adapter, on_text=stream.sink()
+        )
+
+    async def analysis(
+        self,
+        request: prompts.StepRequest,
+        adapter: str | None,
+        run: QueryRun,
+        stream: AnswerStream | None = None,
+    ) -> tuple[str, str]:
+        """The last step of steps mode: the analysis and the answer, asked once more when the
+        answer says nothing. With `stream`, the answer streams as it is written."""
+        s = self._settings
+        analysis, answer = await self.structured(
+            request,
+            adapter,
+            run,
+            lambda data: parse_analysis(data, s.analysis_max_chars, s.answer_max_chars),
+            stream,
+        )
+        if not says_something(answer):
+            analysis, answer = await self.answer_again(
+                request, adapter, run, analysis, answer, stream
+            )
+        return analysis, answer
+
     async def answer_again(
         self,
         request: prompts.StepRequest,
@@ -112,6 +154,7 @@ class StepCaller:
         run: QueryRun,
         analysis: str,
         answer: str,
+        stream: AnswerStream | None = None,
     ) -> tuple[str, str]:
         """The last step once more when its answer was only evidence numbers or punctuation
         (a small model's "[1], [2]"): told so, the model usually answers in words. When it does
@@ -130,12 +173,15 @@ class StepCaller:
             request.schema,
             request.max_tokens,
         )
+        if stream is not None:
+            stream.discard("answer_again")
         try:
             again = await self.structured(
                 retry,
                 adapter,
                 run,
                 lambda data: parse_analysis(data, s.analysis_max_chars, s.answer_max_chars),
+                stream,
             )
         except GeneratorUnavailable:
             raise

@@ -21,7 +21,7 @@ from core import api_keys
 from core.db import Database
 from core.migrate import upgrade
 from core.settings import Settings
-from generation.llm.generator import Completion, Generator, Message
+from generation.llm.generator import Completion, Generator, Message, TextSink
 from retrieval.embedders import Embedder, EmbedderPool
 from retrieval.parsing import SUPPORTED_MEDIA_TYPES
 from tests.browser.conftest import TEST_OUTPUT, UiServer
@@ -308,11 +308,27 @@ def test_ask_streams_the_reasoning_and_highlights_the_citation(
         open_options(page)
         page.select_option("#ask-mode", "steps")
         page.fill("#ask-top-k", "3")
+        # Every state the answer shows: its text, and whether it is still being written.
+        page.evaluate(
+            """() => {
+              const node = document.getElementById("answer");
+              window.answerStates = [];
+              new MutationObserver(() =>
+                window.answerStates.push([node.textContent, "writing" in node.dataset]),
+              ).observe(node, { childList: true, characterData: true, attributes: true });
+            }"""
+        )
         page.click("#ask-button")
         # The retrieval hits arrive before the model has said anything.
         page.wait_for_selector("#hits li.hit")
         page.wait_for_selector('#answer-view[data-state="done"]', timeout=300_000)
         assert events and events[0].startswith("text/event-stream")
+        # The answer grew as the model wrote it (a draft), then the checked answer replaced it.
+        states = page.evaluate("() => window.answerStates")
+        drafts = [text for text, writing in states if writing and text]
+        assert len(drafts) >= 2, states
+        assert all(len(a) < len(b) for a, b in zip(drafts, drafts[1:], strict=False)), drafts
+        assert states[-1] == [page.locator("#answer").text_content(), False]
 
         assert page.locator("#answer").inner_text().strip()
         assert page.locator("#ask-error").is_hidden()
@@ -377,7 +393,8 @@ def test_ask_streams_the_reasoning_and_highlights_the_citation(
 
 class HostileGenerator(SchemaFollowingGenerator):
     """FAKE generator, labelled as such: replies like SchemaFollowingGenerator but puts markup
-    that would run if rendered as HTML into every free-text field (reasons, analysis, answer).
+    that would run if rendered as HTML into every free-text field (reasons, analysis, answer),
+    streamed in one piece when asked to.
     What is under test is how the page renders model output, not what a model would write."""
 
     model = "fake-hostile"
@@ -389,6 +406,7 @@ class HostileGenerator(SchemaFollowingGenerator):
         schema: dict[str, Any] | None,
         max_tokens: int,
         adapter: str | None = None,
+        on_text: TextSink | None = None,
     ) -> Completion:
         def fill(node: dict[str, Any], value: Any) -> Any:
             if isinstance(value, dict):
@@ -402,8 +420,10 @@ class HostileGenerator(SchemaFollowingGenerator):
             return value
 
         analysis_field = (schema or {}).get("properties", {}).get("analysis")
-        reply = fill(schema or {}, minimal_instance(schema or {"type": "string"}))
-        return Completion(json.dumps(reply), self.model, 10, 5, 0, 0.0)
+        text = json.dumps(fill(schema or {}, minimal_instance(schema or {"type": "string"})))
+        if on_text is not None:  # the markup reaches the page while the answer is written too
+            on_text(text)
+        return Completion(text, self.model, 10, 5, 0, 0.0)
 
 
 def test_hostile_document_and_model_output_stay_inert(
@@ -460,6 +480,7 @@ class SwitchableGenerator(NothingRelevant):
         schema: dict[str, Any] | None,
         max_tokens: int,
         adapter: str | None = None,
+        on_text: TextSink | None = None,
     ) -> Completion:
         if self.broken:
             return Completion("I would rather not say.", self.model, 10, 5, 0, 0.0)

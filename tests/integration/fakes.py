@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from core.errors import RagError
-from generation.llm.generator import Adapter, Completion, Message
+from generation.llm.generator import Adapter, Completion, Message, TextSink
 
 
 def minimal_instance(schema: dict[str, Any]) -> Any:
@@ -46,6 +46,7 @@ class SchemaFollowingGenerator:
         schema: dict[str, Any] | None,
         max_tokens: int,
         adapter: str | None = None,
+        on_text: TextSink | None = None,
     ) -> Completion:
         text = json.dumps(minimal_instance(schema or {"type": "string"}))
         return Completion(text, self.model, 10, 5, 0, 0.0)
@@ -77,6 +78,7 @@ class NothingRelevant(SchemaFollowingGenerator):
         schema: dict[str, Any] | None,
         max_tokens: int,
         adapter: str | None = None,
+        on_text: TextSink | None = None,
     ) -> Completion:
         keys = list((schema or {}).get("properties", {}))
         reply = {k: {"reason": "not about it", "relevant": False} for k in keys}

@@ -4,21 +4,33 @@ adapter routing by model name the way vLLM routes LoRA adapters."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from core.settings import GenerationSettings, OpenAISettings, PipelineSettings, Settings
+from generation.llm.generator import Completion, Message
 from generation.llm.openai_compatible import OpenAIGenerator
 from generation.model_files.catalog import SMALL_MODEL, catalog_model
+from generation.reasoning.prompts import analysis_schema
 from tests.conftest import MODELS_DIR
 from tests.integration.services import free_port, wait_for
-from tests.integration.test_query import BIOS, ask, assert_citations_verified, ingest
+from tests.integration.test_query import (
+    BIOS,
+    ask,
+    assert_citations_verified,
+    assert_written_as,
+    ingest,
+    parse_sse,
+    streamed_answer,
+)
 
 BASE, TUNED = "smollm2", "smollm2-support"
 
@@ -147,3 +159,52 @@ def test_generator_stopped_gives_503_or_a_retrieval_only_answer(
     assert body["degraded"] == "generator_unavailable"
     assert body["citations"] == []
     assert body["hits"][0]["filename"] == BIOS
+
+
+def test_openai_backend_streams_the_reply_as_the_server_writes_it(
+    pg_settings: Settings,
+    worker: object,
+    make_client: Callable[..., TestClient],
+    tmp_path: Path,
+    corpus: Path,
+    llama_server: LlamaServer,
+) -> None:
+    settings = openai_settings(pg_settings, llama_server.url, tmp_path)
+    messages: list[Message] = [
+        {"role": "user", "content": "What does BIOS stand for? Reply in JSON."}
+    ]
+    schema = analysis_schema(400, 80, answer_first=True)
+    pieces: list[str] = []
+
+    async def both() -> tuple[Completion, Completion]:
+        generator = OpenAIGenerator(settings.generation.openai)
+        try:
+            plain = await generator.generate(messages, schema=schema, max_tokens=60)
+            streamed = await generator.generate(
+                messages, schema=schema, max_tokens=60, on_text=pieces.append
+            )
+        finally:
+            await generator.aclose()
+        return plain, streamed
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        plain, streamed = pool.submit(asyncio.run, both()).result()
+    # "stream": true: the same reply, handed over in pieces as the server sent them.
+    assert len(pieces) > 1
+    assert "".join(pieces) == streamed.text == plain.text
+    assert streamed.finish_reason == plain.finish_reason
+    assert streamed.model == plain.model
+
+    client = make_client(settings, OpenAIGenerator(settings.generation.openai))
+    name = ingest(client, corpus, BIOS)
+    body = {"collection": name, "question": "What does BIOS stand for?", "top_k": 2}
+    with client.stream("POST", "/v1/query", json={**body, "stream": True}) as response:
+        assert response.status_code == 200
+        events = parse_sse(response.read().decode())
+    names = [n for n, _ in events]
+    assert names[-1] == "done", names
+    done = events[-1][1]
+    # The last step's answer streamed from the server's chunks, before the checked answer.
+    assert names.count("answer_delta") >= 2, names
+    assert names.index("evidence") < names.index("answer_delta") < names.index("analysis")
+    assert_written_as(streamed_answer(events), done.get("model_answer") or done["answer"])

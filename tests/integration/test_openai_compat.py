@@ -7,6 +7,7 @@ the native response, and the same query path (and cache) serves both APIs."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +25,14 @@ from core.settings import RedisSettings, Settings
 from generation.llm.generator import Generator
 from retrieval.embedders import EmbedderPool
 from tests.integration.isolated import ServerThread, embedded_pg_settings, own_database
-from tests.integration.test_query import AGP, BIOS, CACHE_REDIS, SMTP
+from tests.integration.test_query import (
+    AGP,
+    BIOS,
+    CACHE_REDIS,
+    SMTP,
+    as_checked,
+    assert_written_as,
+)
 
 QUESTION = "What does BIOS stand for?"
 RAG = {"top_k": 3}
@@ -198,6 +206,28 @@ def test_a_follow_up_carries_its_conversation(service: Service) -> None:
     assert follow_up.choices[0].message.content == expected_content(rag)
 
 
+CORRECTION = "\n\n(Checked against the documents, the answer is: "
+
+
+def assert_streamed_content(pieces: list[str], rag: dict[str, Any]) -> None:
+    """The content of a streamed answer: the model's answer as it was written, in several
+    chunks, then one chunk with what the checked answer adds (its markers and sources), or a
+    marked correction with the checked answer when it differs (docs/api-additions.md)."""
+    *written, last = pieces
+    assert len(written) >= 2, f"the answer came in {len(written)} piece(s) as it was written"
+    streamed = "".join(written)
+    assert_written_as(streamed, rag.get("model_answer") or rag["answer"])
+    whole = expected_content(rag)
+    if as_checked(streamed) == as_checked(rag["answer"]):
+        if "[" not in streamed:  # else the model's own markers stand for the citations'
+            assert last == whole[len(rag["answer"]) :]
+        assert CORRECTION not in last
+    else:
+        sources = whole.find("\n\nSources:")
+        checked = whole if sources < 0 else whole[:sources]
+        assert last == f"{CORRECTION}{checked}){whole[len(checked) :]}"
+
+
 def test_a_streamed_completion_sends_the_answer_then_stop_then_done(service: Service) -> None:
     stream = service.client().chat.completions.create(
         model=service.collection,
@@ -217,8 +247,8 @@ def test_a_streamed_completion_sends_the_answer_then_stop_then_done(service: Ser
     assert all(c.choices[0].finish_reason is None for c in with_choice[:-1])
     rag = extra(final, "rag")
     assert rag["cached"] is False
-    content = "".join(c.choices[0].delta.content or "" for c in with_choice)
-    assert content == expected_content(rag)
+    pieces = [c.choices[0].delta.content for c in with_choice if c.choices[0].delta.content]
+    assert_streamed_content(pieces, rag)
     assert_quotes_verbatim(service, rag)
     usage = chunks[-1].usage  # stream_options.include_usage: a last chunk with no choices
     assert chunks[-1].choices == [] and usage is not None
@@ -239,6 +269,14 @@ def test_a_streamed_completion_sends_the_answer_then_stop_then_done(service: Ser
         lines = [line for line in response.iter_lines() if line]
     assert all(line.startswith("data: ") for line in lines)
     assert lines[-1] == "data: [DONE]"
+    # A cached answer has nothing being written: its content comes whole, in one chunk.
+    contents = [
+        choice["delta"]["content"]
+        for line in lines[:-1]
+        for choice in json.loads(line.removeprefix("data: "))["choices"]
+        if choice["delta"].get("content")
+    ]
+    assert contents == [expected_content(rag)]
 
 
 def test_a_question_the_documents_cannot_answer_says_so_in_words(service: Service) -> None:

@@ -13,7 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from core.settings import RedisSettings, Settings
-from generation.llm.generator import Adapter, Completion, Message
+from generation.llm.generator import Adapter, Completion, Message, TextSink
+from generation.reasoning.replies import strip_answer_markers
 from tests.integration.conftest import new_collection, upload, wait_job
 from tests.integration.services import CACHE_DB, answering, free_port, wait_for
 
@@ -99,7 +100,40 @@ def parse_sse(text: str) -> list[tuple[str, dict[str, Any]]]:
     return events
 
 
-def test_stream_sends_events_in_order(api: TestClient, corpus: Path) -> None:
+ANSWER_TEXT = ("answer_delta", "answer_reset")
+
+
+def streamed_answer(events: list[tuple[str, dict[str, Any]]]) -> str:
+    """The answer as the model wrote it, from the answer_delta events (after the last
+    answer_reset: the attempts before it were discarded)."""
+    text = ""
+    for name, data in events:
+        if name == "answer_reset":
+            text = ""
+        elif name == "answer_delta":
+            text += data["text"]
+    return text
+
+
+def as_checked(text: str) -> str:
+    """The model's text as the pipeline reads it: no evidence markers, spacing collapsed."""
+    return " ".join(strip_answer_markers(text).split())
+
+
+def assert_written_as(streamed: str, model_answer: str) -> None:
+    """The text streamed is the model's answer as the pipeline read it: the same but for
+    evidence markers and spacing, or, when the pipeline clipped it to its length bound (a
+    server without length-bounded decoding writes on), what was kept begins it."""
+    written, kept = as_checked(streamed), as_checked(model_answer)
+    if kept.endswith("…") and written != kept:
+        assert written.startswith(kept.removesuffix("…").rstrip()), (written, kept)
+    else:
+        assert written == kept
+
+
+def test_stream_sends_events_in_order_and_the_answer_as_it_is_written(
+    api: TestClient, corpus: Path
+) -> None:
     name = ingest(api, corpus, SMTP, AGP)
     with api.stream(
         "POST", "/v1/query", json={"collection": name, "question": "What is SMTP?", "stream": True}
@@ -108,9 +142,25 @@ def test_stream_sends_events_in_order(api: TestClient, corpus: Path) -> None:
         assert response.headers["content-type"].startswith("text/event-stream")
         events = parse_sse(response.read().decode())
     names = [e for e, _ in events]
-    assert names == ["retrieval", "relevance", "evidence", "analysis", "answer", "done"]
+    assert [n for n in names if n not in ANSWER_TEXT] == [
+        "retrieval",
+        "relevance",
+        "evidence",
+        "analysis",
+        "answer",
+        "done",
+    ]
+    # The last step's answer arrives in pieces while the model writes it, before the analysis
+    # and the checked answer.
+    written = [i for i, n in enumerate(names) if n in ANSWER_TEXT]
+    assert names.count("answer_delta") >= 2, names
+    assert names.index("evidence") < written[0] and written[-1] < names.index("analysis")
     done = events[-1][1]
-    assert done["answer"] == events[4][1]["answer"]
+    answer = next(data for n, data in events if n == "answer")
+    assert done["answer"] == answer["answer"]
+    # What was streamed is the model's own answer: the checked one, or when the checks put a
+    # quote of the evidence in its place, `model_answer`.
+    assert_written_as(streamed_answer(events), done.get("model_answer") or done["answer"])
     assert events[0][1]["hits"], "retrieval reports its hits first"
 
 
@@ -222,7 +272,13 @@ class ScriptedGenerator:
         self.prompts: list[list[Message]] = []
 
     async def generate(
-        self, messages: list[Message], *, schema: Any, max_tokens: int, adapter: str | None = None
+        self,
+        messages: list[Message],
+        *,
+        schema: Any,
+        max_tokens: int,
+        adapter: str | None = None,
+        on_text: TextSink | None = None,
     ) -> Completion:
         self.calls += 1
         self.prompts.append(messages)

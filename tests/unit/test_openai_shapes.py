@@ -4,16 +4,33 @@ is in tests/integration/test_openai_compat.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from app.openai_completions import ChunkWriter, answer_content, message_content
+from app.openai_completions import (
+    ChunkWriter,
+    after_streamed,
+    answer_content,
+    completion_chunks,
+    message_content,
+)
 from app.openai_errors import error_content
 from app.openai_schemas import Delta
-from generation.reasoning.results import QueryResult, Usage
+from generation.reasoning.results import (
+    AnswerDeltaEvent,
+    AnswerEvent,
+    AnswerResetEvent,
+    DoneEvent,
+    QueryEvent,
+    QueryResult,
+    Usage,
+)
 from generation.reasoning.values import Citation
 from retrieval.search import Hit
 
@@ -99,3 +116,82 @@ def test_an_answer_not_from_cited_documents_says_where_it_comes_from() -> None:
     hit = Hit(3, "d1", "smtp.md", "SMTP  sends\nmail.", 0.9, 0, 17)
     down = message_content(result("No answer could be generated…", degraded="x", hits=[hit]))
     assert down.endswith('Passages:\n- smtp.md: "SMTP sends mail."')
+
+
+def streamed_contents(events: list[QueryEvent]) -> list[str]:
+    """The content of each chunk the OpenAI stream makes of the pipeline's `events`."""
+
+    async def chunks() -> list[str]:
+        async def source() -> AsyncIterator[QueryEvent]:
+            for event in events:
+                yield event
+
+        writer = ChunkWriter("chatcmpl-1", 1735689600, "docs")
+        lines = [line async for line in completion_chunks(source(), writer, False)]
+        bodies = [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
+        return [
+            c["delta"]["content"] for b in bodies for c in b["choices"] if "content" in c["delta"]
+        ]
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, chunks()).result()
+
+
+def test_a_streamed_answer_is_sent_as_written_then_its_sources() -> None:
+    cited = [citation(1, "SMTP stands for Simple Mail Transfer Protocol.")]
+    final = result("Simple Mail Transfer Protocol", citations=cited)
+    contents = streamed_contents(
+        [
+            AnswerDeltaEvent("Simple Mail"),
+            AnswerDeltaEvent(" Transfer Protocol [1]"),
+            AnswerEvent(final.answer, cited),
+            DoneEvent(final),
+        ]
+    )
+    assert contents[:2] == ["Simple Mail", " Transfer Protocol [1]"]
+    # Read as the checked answer (its marker aside): only the sources follow, no correction.
+    assert contents[2:] == [
+        '\n\nSources:\n- [1] smtp.md: "SMTP stands for Simple Mail Transfer Protocol."'
+    ]
+
+
+def test_a_streamed_answer_the_checks_replaced_is_corrected_in_words() -> None:
+    cited = [citation(1, "SMTP stands for Simple Mail Transfer Protocol.")]
+    final = result("Simple Mail Transfer Protocol", citations=cited)
+    contents = streamed_contents(
+        [
+            AnswerDeltaEvent("Post"),
+            AnswerDeltaEvent(" office"),
+            AnswerEvent(final.answer, cited),
+            DoneEvent(final),
+        ]
+    )
+    assert contents == [
+        "Post",
+        " office",
+        "\n\n(Checked against the documents, the answer is: Simple Mail Transfer Protocol [1])"
+        '\n\nSources:\n- [1] smtp.md: "SMTP stands for Simple Mail Transfer Protocol."',
+    ]
+
+
+def test_after_an_answer_reset_the_correction_gives_the_answer() -> None:
+    declined = "The documents retrieved for this question do not contain the answer."
+    final = result(declined)
+    contents = streamed_contents(
+        [
+            AnswerDeltaEvent("[1]"),
+            AnswerResetEvent("answer_again"),
+            AnswerDeltaEvent("Something else"),
+            AnswerEvent(declined, []),
+            DoneEvent(final),
+        ]
+    )
+    assert contents == ["[1]", f"\n\n(Checked against the documents, the answer is: {declined})"]
+
+
+def test_an_answer_nobody_streamed_comes_in_one_piece() -> None:
+    cited = [citation(1, "It is old.")]
+    assert after_streamed("", "SMTP", cited) == answer_content("SMTP", cited)
+    final = result("SMTP", citations=cited)
+    contents = streamed_contents([AnswerEvent("SMTP", cited), DoneEvent(final)])
+    assert contents == [answer_content("SMTP", cited)]

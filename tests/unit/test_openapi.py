@@ -105,7 +105,17 @@ def test_bearer_scheme_and_sse_events_are_described(schema: dict[str, Any]) -> N
     assert query["security"] == [{"bearer": []}]
     assert schema["paths"]["/healthz"]["get"]["security"] == []
     stream = query["responses"]["200"]["content"]["text/event-stream"]
-    for event in ("retrieval", "relevance", "evidence", "analysis", "answer", "done", "error"):
+    for event in (
+        "retrieval",
+        "relevance",
+        "evidence",
+        "answer_delta",
+        "answer_reset",
+        "analysis",
+        "answer",
+        "done",
+        "error",
+    ):
         assert f"`{event}`" in stream["schema"]["description"]
     assert stream["example"].startswith("event: retrieval")
 

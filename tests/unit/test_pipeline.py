@@ -17,7 +17,13 @@ import pytest
 
 from core.errors import RagError
 from core.settings import PipelineSettings, RetrievalMode
-from generation.llm.generator import Adapter, Completion, GeneratorUnavailable, Message
+from generation.llm.generator import (
+    Adapter,
+    Completion,
+    GeneratorUnavailable,
+    Message,
+    TextSink,
+)
 from generation.reasoning.pipeline import (
     GENERATOR_DOWN_ANSWER,
     NO_SUPPORT_ANSWER,
@@ -48,16 +54,21 @@ WAR = (
 
 class ScriptedGenerator:
     """FAKE generator, labelled as such: replies with the next scripted text, records every
-    prompt; `down` makes every call fail as an unreachable backend does."""
+    prompt; `down` makes every call fail as an unreachable backend does. With `stream`, a call
+    given `on_text` hands the reply over in pieces of `stream` characters from a worker thread,
+    pausing between them, as the embedded backend does while it generates; `finished` counts
+    the calls that have returned."""
 
     model = "scripted"
     adapter_format = "gguf"
     base_file = None
 
-    def __init__(self, replies: list[str], *, down: bool = False) -> None:
+    def __init__(self, replies: list[str], *, down: bool = False, stream: int = 0) -> None:
         self.replies = list(replies)
         self.prompts: list[list[Message]] = []
         self.down = down
+        self.stream = stream
+        self.finished = 0
 
     @property
     def base_names(self) -> frozenset[str]:
@@ -74,11 +85,19 @@ class ScriptedGenerator:
         schema: dict[str, Any] | None,
         max_tokens: int,
         adapter: str | None = None,
+        on_text: TextSink | None = None,
     ) -> Completion:
         if self.down:
             raise GeneratorUnavailable("connection refused")
         self.prompts.append(messages)
-        return Completion(self.replies.pop(0), self.model, 100, 10, 0, 0.01)
+        reply = self.replies.pop(0)
+        if on_text is not None and self.stream:
+            pieces = [reply[i : i + self.stream] for i in range(0, len(reply), self.stream)]
+            for piece in pieces:
+                await asyncio.to_thread(on_text, piece)
+                await asyncio.sleep(0.002)
+        self.finished += 1
+        return Completion(reply, self.model, 100, 10, 0, 0.01)
 
     async def adapters(self) -> list[Adapter]:
         return []
