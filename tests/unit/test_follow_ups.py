@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from generation.llm.generator import Completion, GeneratorUnavailable, Message
@@ -34,7 +35,11 @@ HISTORY = (Turn("Where was the Kestrel engine built?", "In Halden [1]"),)
 
 
 def rewrite(generator: Scripted, history: tuple[Turn, ...], question: str) -> str:
-    return asyncio.run(standalone_question(generator, history, question))  # type: ignore[arg-type]
+    # In a thread of its own: after a browser test, Playwright's event loop is set in the main
+    # thread, where asyncio.run refuses to start.
+    work = standalone_question(generator, history, question)  # type: ignore[arg-type]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, work).result()
 
 
 def test_a_follow_up_is_rewritten_from_the_history() -> None:
