@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from bench_load import CORPUS, REPO, free_port, rag, wait_job
+from bench_load import CORPUS, free_port, rag, start_server, wait_job, wait_ready
 
 QUESTIONS = CORPUS.parent / "questions.jsonl"
 
@@ -88,29 +87,13 @@ def main() -> int:
     env.update(RAG_RATE_LIMIT__QUERY_PER_MINUTE="0", RAG_RATE_LIMIT__ADMIN_PER_MINUTE="0")
     env.pop("RAG_GENERATION__LLAMACPP__MODEL", None)  # the default model
     admin = rag(env, "keys", "create", "--role", "admin", "--name", "bench-admin")
-    log = Path(data_dir) / "serve.log"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        cwd=REPO,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    server, log = start_server(env, data_dir, port)
     url = f"http://127.0.0.1:{port}"
     try:
         client = httpx.Client(
             base_url=url, headers={"Authorization": f"Bearer {admin}"}, timeout=900
         )
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if client.get("/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError(f"the server did not become ready; see {log}")
-            time.sleep(1)
+        wait_ready(client, server, log)
 
         files = [CORPUS / name for name in sorted(gold)] + others[:20]
         wait_job(client, upload(client, "ask", [(p.name, p.read_bytes()) for p in files]))

@@ -52,6 +52,36 @@ def rag(env: dict[str, str], *args: str) -> str:
     return done.stdout.strip()
 
 
+def start_server(
+    env: dict[str, str], data_dir: str, port: int
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """`rag serve` on 127.0.0.1:`port`, its output in `data_dir`/serve.log."""
+    log = Path(data_dir) / "serve.log"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        cwd=REPO,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    return server, log
+
+
+def wait_ready(
+    client: httpx.Client, server: subprocess.Popen[bytes], log: Path, timeout: float = 300
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if client.get("/readyz").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            raise RuntimeError(f"the server did not become ready; see {log}")
+        time.sleep(1)
+
+
 def wait_job(client: httpx.Client, job_id: str, timeout: float = 600) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -121,29 +151,13 @@ def main() -> int:
     )
     admin = rag(env, "keys", "create", "--role", "admin", "--name", "bench-admin")
     query = rag(env, "keys", "create", "--role", "query", "--name", "bench-query")
-    log = Path(data_dir) / "serve.log"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        cwd=REPO,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    server, log = start_server(env, data_dir, port)
     url = f"http://127.0.0.1:{port}"
     try:
         admin_client = httpx.Client(
             base_url=url, headers={"Authorization": f"Bearer {admin}"}, timeout=300
         )
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if admin_client.get("/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError(f"the server did not become ready; see {log}")
-            time.sleep(1)
+        wait_ready(admin_client, server, log)
 
         files = sorted(CORPUS.glob("*.md"))
         for name in ("load", "load-ingest"):
