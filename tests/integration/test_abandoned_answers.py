@@ -3,7 +3,8 @@ stops at its next token, so the model is free for the next request instead of fi
 answer nobody will read. `rag ask` that gives up says the service was still working.
 
 The real embedded model (the small catalog model through llama.cpp) under a real uvicorn
-server; the generator is only watched (WatchedGenerator passes every call through)."""
+server; the generator is watched and held mid-generation (WatchedGenerator) until the
+client has gone."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from typer.testing import CliRunner
 from app.cli import cli
 from app.main import create_app
 from core.settings import Settings
-from generation.llm.generator import Completion, Generator, Message
+from generation.llm.generator import Completion, Generator, Message, TextSink
 from retrieval.embedders import EmbedderPool
 from tests.integration.isolated import ServerThread
 
@@ -37,27 +38,42 @@ DOCUMENT = (
 )
 QUESTION = "What did Zanzibar export in the nineteenth century?"
 STOPPED = ("generation stopped after", "generation skipped")
+HOLD_SECONDS = 120  # a held generation goes on by itself after this long
 
 
 class WatchedGenerator:
-    """The real generator, watched: every call goes to it unchanged; the test learns when a
-    generation is under way and whether a call was cancelled."""
+    """The real generator, watched and held: every call goes to it unchanged, but the first
+    piece of text it writes waits there (in the model's thread, mid-generation) until the
+    call is cancelled or ends, so a client that leaves always leaves while the model is
+    generating, however fast the machine. The test learns when that point is reached and
+    whether the call was cancelled."""
 
     def __init__(self, inner: Generator) -> None:
         self._inner = inner
         self.generating = threading.Event()
         self.cancelled = threading.Event()
+        self._released = threading.Event()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    async def generate(self, messages: list[Message], **options: Any) -> Completion:
-        self.generating.set()
+    async def generate(
+        self, messages: list[Message], *, on_text: TextSink | None = None, **options: Any
+    ) -> Completion:
+        def held(piece: str) -> None:
+            if on_text is not None:
+                on_text(piece)
+            if not self.generating.is_set():
+                self.generating.set()
+                self._released.wait(HOLD_SECONDS)
+
         try:
-            return await self._inner.generate(messages, **options)
+            return await self._inner.generate(messages, on_text=held, **options)
         except asyncio.CancelledError:
             self.cancelled.set()
             raise
+        finally:
+            self._released.set()  # cancelled (the backend was told to stop first) or done
 
 
 @pytest.fixture
@@ -140,7 +156,6 @@ def test_a_json_answer_whose_client_leaves_stops_generating(
     with socket.create_connection((host, int(port))) as client:
         client.sendall(request)
         assert watched.generating.wait(300), "the query never reached the model"
-        time.sleep(3)  # let it generate a while
     # The connection is closed while the model generates.
     assert watched.cancelled.wait(120), "the abandoned query was not cancelled"
     assert_model_is_free(llm, logs)
@@ -158,7 +173,6 @@ def test_a_streamed_answer_whose_client_leaves_stops_generating(
         lines = response.iter_lines()
         assert next(lines) == "event: retrieval"
         assert watched.generating.wait(300), "the query never reached the model"
-        time.sleep(3)  # let it generate a while
     # Leaving the block closed the stream while the model generates.
     assert watched.cancelled.wait(120), "the abandoned stream was not cancelled"
     assert_model_is_free(llm, logs)
