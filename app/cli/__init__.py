@@ -1,10 +1,9 @@
 """The `rag` command line (operations contract in ../shared/API.md).
 
 One module per command group: server.py (processes and the database), documents.py (client
-commands against a running service), bench.py (quality runs: bench, eval), keys.py (API keys),
-models.py (the offline model catalog), train.py (trajectories and adapters), adapters.py
-(the adapter registry); http.py
-holds what the client commands share.
+commands against a running service), bench.py (quality runs: bench, eval, bench-compare),
+keys.py (API keys), models.py (the offline model catalog), train.py (trajectories and
+adapters), adapters.py (the adapter registry); http.py holds what the client commands share.
 """
 
 from __future__ import annotations
@@ -37,6 +36,7 @@ cli.command()(documents.ask)
 cli.command(name="migrate-embedder")(documents.migrate_embedder)
 cli.command(name="eval")(bench.evaluate)
 cli.command()(bench.bench)
+cli.command(name="bench-compare")(bench.compare)
 
 
 def main() -> None:

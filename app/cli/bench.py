@@ -1,5 +1,6 @@
 """`rag bench` and `rag eval`: answer, citation and abstention quality of each mode, through
-the service's REST API (benchmark/ holds the datasets, scoring and runner)."""
+the service's REST API (benchmark/ holds the datasets, scoring and runner); `rag bench-compare`:
+two of their reports, question by question."""
 
 from __future__ import annotations
 
@@ -135,6 +136,43 @@ def evaluate(
         raise typer.Exit(2) from exc
     bench_set.questions = bench_set.questions[:limit]
     run_benchmark(bench_set, modes, top_k, against, key, model, output, {})
+
+
+def compare(
+    first: Annotated[Path, typer.Argument(help="The report to compare from (its .json).")],
+    second: Annotated[Path, typer.Argument(help="The report to compare to, same questions.")],
+) -> None:
+    """Compare two `rag bench` / `rag eval` reports of the same questions: per mode and metric,
+    the paired difference (second − first) with a 95% bootstrap interval over the questions."""
+    from benchmark.comparison import ReportError, check_report, markdown_table
+    from benchmark.comparison import compare as compare_reports
+
+    reports = []
+    for path in (first, second):
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+            check_report(report)
+        except OSError as exc:
+            typer.echo(f"cannot read {path}: {exc.strerror or exc}", err=True)
+            raise typer.Exit(2) from exc
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError and ReportError
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            typer.echo(f"{path} is not a `rag bench` report: {reason}", err=True)
+            raise typer.Exit(2) from exc
+        reports.append(report)
+    try:
+        comparison = compare_reports(reports[0], reports[1])
+    except ReportError as exc:
+        typer.echo(f"cannot compare {first} and {second}: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    left_out = comparison.left_out
+    typer.echo(
+        f"{first.name} → {second.name}: {comparison.dataset} ({comparison.split}), "
+        f"{comparison.questions} questions in both"
+        + (f"; {left_out} answers left out (in one report only, or failed)" if left_out else "")
+        + "\n"
+    )
+    typer.echo(markdown_table(comparison))
 
 
 def _log_result(r: Any) -> None:
