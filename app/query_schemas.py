@@ -139,27 +139,24 @@ SUPPORTED_DESCRIPTION = (
 
 
 class AnswerabilityOut(BaseModel):
-    covered: int = Field(description="How many of the question's key words the passages hold.")
-    total: int = Field(description="The question's key words (stems, question words left out).")
-    similarity: float | None = Field(
-        description="Cosine of the question and the nearest passage (null: lexical retrieval)."
-    )
     answerable: bool = Field(
-        description="False when a rule of the check fired: the reasoning modes then declined "
-        "without asking the model."
+        description="False when no retrieved sentence states the answer by the answer critic: "
+        "the reasoning modes then declined without asking the model."
     )
-    pair_covered: int = Field(
-        0, description="The most of the question's key words that any two sentences hold."
+    score: float = Field(
+        description="The answer critic's probability that its best sentence states the answer."
     )
-    missing_numbers: list[str] = Field(
-        default_factory=list,
-        description="Numbers of the question that no retrieved passage mentions.",
+    threshold: float = Field(description="The score a sentence must reach to count.")
+    sentence: str | None = Field(
+        description='The id of that best sentence ("2.3": passage 2, sentence 3); null when '
+        "the passages hold no sentence."
     )
-    declined_by: Literal["coverage", "pairs", "numbers"] | None = Field(
+    similarity: float | None = Field(
         None,
-        description="The rule that declined: coverage (few key words and no near passage), "
-        "pairs (no two sentences hold enough of the key words, no near passage), numbers "
-        "(a number of the question no passage mentions).",
+        description="Cosine of the question and the nearest passage (null: lexical retrieval).",
+    )
+    declined_by: Literal["critic"] | None = Field(
+        None, description="What declined: the answer critic (absent when answerable)."
     )
 
 

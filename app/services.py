@@ -12,6 +12,7 @@ from core.collection_state import CollectionStates
 from core.db import Database
 from core.migrate import upgrade
 from core.settings import Settings
+from generation.critic import shipped_critic
 from generation.llm.factory import make_generator
 from generation.llm.generator import Generator, UnavailableGenerator
 from generation.llm.lora_adapters import AdapterRegistry
@@ -81,7 +82,7 @@ class Services:
         generator = generator or start_generator(settings)
         cache = make_cache(settings.redis.url, settings.cache)
         pipeline = SelfReasoningPipeline(
-            generator, searcher, StoredTexts(db), settings.generation.pipeline
+            generator, searcher, StoredTexts(db), settings.generation.pipeline, shipped_critic()
         )
         adapters = AdapterRegistry(db, generator, settings.generation.adapters_dir)
         queries = QueryService(pipeline, cache, states, settings.generation.pipeline, adapters)

@@ -76,6 +76,7 @@ class QuestionResult:
     exact_match: float = 0.0
     f1: float = 0.0
     declined: bool = False
+    supported: bool = False  # the service said the answer is backed by what it cites
     citations: int = 0
     verbatim: int = 0
     precise: int = 0
@@ -120,6 +121,12 @@ class ModeReport:
             "evidence_recall": _mean(recalls),
             "declined": _mean([r.declined for r in unanswerable]),
             "false_abstention": _mean([r.declined for r in answerable]),
+            # Of the answers marked supported, the share that is right (an unanswerable
+            # question's answer marked supported is wrong): what `supported: true` is worth.
+            "supported": _mean([r.supported for r in rs]),
+            "supported_right": _mean(
+                [r.correct and r.kind == "answerable" for r in rs if r.supported]
+            ),
             "errors": sum(r.error is not None for r in rs),
             "extractive_answers": sum(r.answer_source == "extractive" for r in rs),
             "latency_p50_ms": round(statistics.median(latencies), 1) if latencies else None,
@@ -292,6 +299,7 @@ class BenchRunner:
         self, r: QuestionResult, q: BenchQuestion, data: dict[str, Any], hits: list[dict[str, Any]]
     ) -> None:
         r.answer = str(data.get("answer", ""))
+        r.supported = bool(data.get("supported"))
         r.answer_source = data.get("answer_source")
         r.model_answer = data.get("model_answer")
         r.analysis = str(data.get("analysis", ""))
@@ -369,6 +377,8 @@ _COLUMNS = (
     ("evidence recall", "evidence_recall"),
     ("declined", "declined"),
     ("false abstention", "false_abstention"),
+    ("supported", "supported"),
+    ("supported right", "supported_right"),
     ("errors", "errors"),
     ("p50 ms", "latency_p50_ms"),
     ("p95 ms", "latency_p95_ms"),

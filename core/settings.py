@@ -200,22 +200,6 @@ class PipelineSettings(BaseModel):
     # the evidence after the model's choices (in place of its last one when it chose
     # max_evidence). Measured better on the train splits (docs/benchmarks.md); false: off.
     evidence_top_ranked: bool = True
-    # The reasoning modes decline without asking the model when the retrieved passages hold
-    # under this share of the question's words AND the nearest is under this cosine
-    # (generation/reasoning/answerability.py; chosen on the train splits, docs/benchmarks.md).
-    # Coverage 0 turns the check off; the cosine is on the default embedder's scale.
-    answerability_min_coverage: float = Field(0.75, ge=0, le=1)
-    answerability_min_similarity: float = Field(0.45, ge=-1, le=1)
-    # ...or when no two sentences hold this share of its words AND the nearest passage is under
-    # this cosine; or (numbers) when a number of 3+ digits of the question is in no passage.
-    answerability_min_pair_coverage: float = Field(0.4, ge=0, le=1)
-    answerability_pair_similarity: float = Field(0.55, ge=-1, le=1)
-    answerability_numbers: bool = True
-    # When the relevance step judges every passage irrelevant although one sentence of the
-    # first passage holds this share of the question's key words, that passage is judged
-    # relevant after all (generation/reasoning/revisions.py; 0: off). A small model declines a
-    # question whose words stand in the top passage (docs/benchmarks.md).
-    overrule_decline_coverage: float = Field(0.75, ge=0, le=1)
     # The wording of the step prompts (generation/reasoning/prompts.py). steps-2026-12c: the
     # analysis step writes the analysis, then the answer (the paper's order); steps-2026-12d:
     # the answer first, then the analysis that supports it (measured better on the train

@@ -53,6 +53,8 @@ class QueryService:
         self._states = states
         # Settings never change in a process: dump them into the key parts once.
         self._pipeline_parts = settings.model_dump()
+        # Another critic declines and supports other answers.
+        self._pipeline_parts["critic"] = pipeline.critic.manifest.sha256
 
     @property
     def cache(self) -> QueryCache:

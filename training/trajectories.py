@@ -32,17 +32,14 @@ from benchmark.scoring import contains_gold, normalize_answer
 from core.settings import PipelineSettings
 from generation.llm.generator import Generator, Message
 from generation.reasoning import prompts
+from generation.reasoning.evidence_ranking import ranked_sentence_ids
 from generation.reasoning.replies import parse_analysis, parse_evidence, parse_relevance, reply_json
 from generation.reasoning.values import Passage, StepOutputError
 from retrieval.search import Hit
+from training.dev_samples import dev_exclusions
 
 FORMAT = "rag-trajectories/1"
 STEPS = ("relevance", "evidence", "analysis")
-# `rag bench --split train` samples its dev questions with this seed: the questions (and gold
-# documents) of those samples are never turned into trajectories, so a trained adapter is
-# measured on questions it has not seen.
-DEV_SEED = 13
-DEV_SAMPLE_SIZES = (5, 10, 20, 30, 40, 50)
 _WORDS = re.compile(r"\w+")
 
 
@@ -225,7 +222,9 @@ def build_trajectory(
         by_id = {
             p.sentence_id(i): p.sentence_text(i) for p in relevant for i in range(len(p.sentences))
         }
-        request = prompts.evidence_request(system, q.question, relevant, s)
+        request = prompts.evidence_request(
+            system, q.question, relevant, s, ranked_sentence_ids(q.question, relevant)
+        )
         # With evidence candidates on, the target names only sentences the step offers (the
         # schema's enum), unless it offers none of the gold ones.
         offered = set(
@@ -288,7 +287,9 @@ def _from_teacher(
         if not gold.evidence:
             return steps
         relevant = [p for p, r in zip(passages, gold.relevant, strict=True) if r]
-        request = prompts.evidence_request(system, q.question, relevant, s)
+        request = prompts.evidence_request(
+            system, q.question, relevant, s, ranked_sentence_ids(q.question, relevant)
+        )
         evidence = parse_evidence(teacher(request), relevant, s.max_evidence, s.reason_max_chars)
         if not {e.sentence for e in evidence} & set(gold.evidence):
             return None
@@ -338,20 +339,6 @@ def check_trajectory(t: Trajectory, passages: list[Passage], s: PipelineSettings
 
 
 # The command -------------------------------------------------------------------------------
-
-
-def dev_exclusions(dataset: str, data_dir: Path) -> tuple[set[str], set[str]]:
-    """Question ids and gold documents of the dev samples `rag bench --split train` draws."""
-    ids: set[str] = set()
-    docs: set[str] = set()
-    for n in DEV_SAMPLE_SIZES:
-        bench = load_benchmark(
-            dataset, split="train", questions=n, seed=DEV_SEED, data_dir=data_dir
-        )
-        for q in bench.questions:
-            ids.add(q.id)
-            docs.update(q.gold_docs)
-    return ids, docs
 
 
 def training_set(

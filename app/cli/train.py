@@ -4,6 +4,7 @@ them (training/ holds the code; the trainer needs the `train` extra)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import uuid
 from pathlib import Path
@@ -281,3 +282,71 @@ def adapter(
         f"{manifest['training']['seconds']} s, {manifest['training']['seconds_per_sample']} s "
         "per sample)"
     )
+
+
+@train.command()
+def critic(
+    out: Annotated[
+        Path, typer.Option(help="Folder for critic.onnx, tokenizer.json, critic.json.")
+    ] = (Path("generation/critic_model")),
+    max_pairs: Annotated[int, typer.Option(help="Labelled pairs to train on (one pass).")] = 24_000,
+    minutes: Annotated[float, typer.Option(help="Stop training after this long.")] = 40.0,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="Decision threshold to ship (default: the one in OUT/critic.json, else 0.5); "
+            "choose it with scripts/bench_critic.py."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Shuffling and initialisation seed.")] = 7,
+    data_dir: Annotated[Path, typer.Option(help="Folder of the public datasets.")] = Path(
+        "../shared/datasets"
+    ),
+) -> None:
+    """Train the answer critic (generation/critic.py): the embedder's MiniLM fine-tuned as a
+    cross-encoder on (question, sentence) pairs of the train splits (training/critic_data.py),
+    exported as int8 ONNX. 5% of the questions are held out and scored with the exported model."""
+    from generation.critic import MANIFEST_FILE, AnswerCritic
+    from training.critic import TrainConfig, export, held_out, train, write_manifest
+    from training.critic_data import critic_pairs
+
+    try:
+        pairs = critic_pairs(data_dir, seed)
+    except (OSError, ValueError, KeyError) as exc:
+        typer.echo(f"cannot read the datasets in {data_dir}: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if threshold is None:
+        manifest = out / MANIFEST_FILE
+        threshold = json.loads(manifest.read_text())["threshold"] if manifest.is_file() else 0.5
+    training, validation = held_out(pairs, 0.05, seed)
+    typer.echo(f"{len(training)} training pairs, {len(validation)} held out", err=True)
+    config = TrainConfig(max_pairs=max_pairs, minutes=minutes, seed=seed)
+    try:
+        model, _tokenizer, summary = train(training, config, lambda m: typer.echo(m, err=True))
+        export(model, out, summary, threshold)
+    except ImportError as exc:
+        typer.echo(
+            f"cannot train: {exc} (install the train extra: ./scripts/setup.sh test)", err=True
+        )
+        raise typer.Exit(2) from exc
+    scored = AnswerCritic(out, threads=config.threads)
+    summary["validation"] = validation_metrics(scored, validation)
+    write_manifest(out, threshold, {"training": summary})
+    typer.echo(f"wrote {out}: {json.dumps(summary['validation'])}")
+
+
+def validation_metrics(scored: Any, pairs: list[Any]) -> dict[str, Any]:
+    """Held-out pairs scored by the exported critic: ROC AUC and accuracy at its threshold."""
+    probabilities = [scored.score(p.question, p.sentence) for p in pairs]
+    labels = [p.label for p in pairs]
+    positives = [s for s, y in zip(probabilities, labels, strict=True) if y]
+    negatives = [s for s, y in zip(probabilities, labels, strict=True) if not y]
+    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
+    right = sum(
+        (s >= scored.threshold) == bool(y) for s, y in zip(probabilities, labels, strict=True)
+    )
+    return {
+        "pairs": len(pairs),
+        "roc_auc": round(wins / max(len(positives) * len(negatives), 1), 4),
+        "accuracy": round(right / max(len(pairs), 1), 4),
+    }

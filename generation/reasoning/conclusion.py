@@ -16,6 +16,7 @@ from generation.reasoning.replies import (
 )
 from generation.reasoning.results import Outcome
 from generation.reasoning.revisions import answer_sentence, turned_relevant
+from generation.reasoning.sentence_scores import SentenceScores
 from generation.reasoning.values import Evidence, Judgement, Passage
 from generation.reasoning.verification import DocumentTexts, verified
 
@@ -27,11 +28,13 @@ async def conclude(
     analysis: str,
     answer: str,
     passages: list[Passage],
+    scores: SentenceScores,
     texts: DocumentTexts,
     answer_max_chars: int,
 ) -> Outcome:
     """The outcome of a reasoning mode from the model's verdicts, verified evidence, analysis
-    and answer."""
+    and answer. `supported` needs a citation that states the answer by the answer critic
+    (`scores`) as well as holding the answer's words."""
     evidence, judged = await support_answer(question, answer, evidence, passages, judged, texts)
     analysis, _ = repair_markers(analysis, evidence)
     # Every analysis sentence must cite evidence and add nothing the evidence lacks.
@@ -50,15 +53,18 @@ async def conclude(
     ranked = sorted(pool, key=lambda e: sentence_rank(e.sentence))
     model_answer = answer
     answer, source = grounded_answer(answer, question, [e.quote for e in ranked], answer_max_chars)
-    citations = [citation_of(e) for e in answer_citations(answer, question, evidence, cited)]
+    backing = answer_citations(answer, question, evidence, cited)
+    citations = [citation_of(e) for e in backing]
     return Outcome(
         answer=answer,
         analysis=analysis,
         citations=citations,
         relevance=judged,
         evidence=evidence,
-        # Backed by a passage judged relevant and a verbatim-verified quote (API.md).
-        supported=bool(citations) and any(j.relevant for j in judged),
+        # Backed by a passage judged relevant and a verbatim-verified quote (API.md) that
+        # states the answer: a real sentence beside the point does not support it.
+        supported=any(j.relevant for j in judged)
+        and any(scores.states_answer(e.sentence) for e in backing),
         answer_source=source,
         analysis_source="evidence" if rewritten else "model",
         # What the model wrote, when grounding replaced it (benchmarks score both).

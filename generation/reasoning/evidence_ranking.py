@@ -3,7 +3,10 @@
 A small model picks evidence poorly from every sentence of five passages, while word overlap
 with the question finds the answer's sentence well: measured by `scripts/bench_evidence.py` on
 the train splits, the sentence holding the answer is among the first four of this ranking for
-93–100% of questions (docs/benchmarks.md). The ranking fuses two orders by weighted reciprocal
+93–100% of questions (docs/benchmarks.md). The answer critic (generation/critic.py) was
+measured as a replacement and kept out: it puts the answer's sentence first more often on SQuAD
+but less often on HotpotQA, and among the first four no more often on either (docs/benchmarks.md,
+"The answer critic"). The ranking fuses two orders by weighted reciprocal
 rank: BM25 of each sentence against the question (the service's BM25 tokenizer, over these
 sentences only), and reading order (retrieval rank, then position), which carries what lexical
 overlap misses: a definition's first sentence that never repeats the question's words.
@@ -70,19 +73,3 @@ def ranked_sentence_ids(question: str, passages: list[Passage]) -> list[str]:
         [by_lexical, range(len(ids))], k=_RRF_K, weights=[1.0, _ORDER_WEIGHT]
     )
     return [ids[i] for i, _ in fused]
-
-
-def with_top_ranked(
-    question: str, relevant: list[Passage], chosen: list[str], max_items: int
-) -> tuple[list[str], str | None]:
-    """The evidence check: the chosen sentence ids with the ranking's first sentence among
-    them. Unchanged when it is there already; else it is added after the model's choices, the
-    last of them dropped to make room when `max_items` are chosen (the model's first choices
-    keep their numbers). Returns (ids, the id added or None).
-
-    The ranking's first sentence holds the answer for 74-80% of SQuAD and HotpotQA train
-    questions; a 0.5B passes it over for a sentence that shares no word with the question."""
-    ranked = ranked_sentence_ids(question, relevant)
-    if not ranked or ranked[0] in chosen:
-        return chosen, None
-    return [*chosen[: max(max_items - 1, 0)], ranked[0]], ranked[0]

@@ -1,6 +1,9 @@
 """The self-reasoning pipeline (Xia et al. 2024, arXiv 2407.19813), as structured generations.
 
-retrieve → relevance (RAP) → evidence (EAP) → analysis and answer (TAP). After each step the
+retrieve → answer critic → relevance (RAP) → evidence (EAP) → analysis and answer (TAP). The
+answer critic (generation/critic.py) scores every retrieved sentence once: with none that states
+the answer the question is declined before the model is asked, and `supported` needs a citation
+it finds states the answer (answerability.py, sentence_scores.py). After each step the
 output is verified and repaired: sentence ids must exist and come from chunks judged relevant,
 [n] markers must point at selected evidence, and every citation is checked verbatim against the
 document's stored text before it is returned (verification.py). A reply that breaks the step's
@@ -25,11 +28,13 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from core.settings import PipelineSettings, RetrievalMode
+from generation.critic import AnswerCritic
 from generation.llm.generator import Generator, GeneratorUnavailable
 from generation.reasoning import prompts
 from generation.reasoning.answer_stream import StreamedCall
-from generation.reasoning.answerability import Answerability, assess
+from generation.reasoning.answerability import Answerability, judge
 from generation.reasoning.conclusion import conclude
+from generation.reasoning.evidence_ranking import ranked_sentence_ids
 from generation.reasoning.replies import (
     citation_of,
     clip,
@@ -51,6 +56,7 @@ from generation.reasoning.results import (
     RetrievalEvent,
 )
 from generation.reasoning.revisions import overrule_decline, with_top_ranked_evidence
+from generation.reasoning.sentence_scores import SentenceScores, score_sentences
 from generation.reasoning.step_calls import QueryRun, StepCaller
 from generation.reasoning.values import (
     Evidence,
@@ -60,7 +66,7 @@ from generation.reasoning.values import (
     StepOutputError,
 )
 from generation.reasoning.verification import DocumentTexts, verified
-from retrieval.search import Hit, SearchResult
+from retrieval.search import SearchResult
 
 NO_SUPPORT_ANSWER = "The documents retrieved for this question do not contain the answer."
 GENERATOR_DOWN_ANSWER = (
@@ -91,8 +97,10 @@ class SelfReasoningPipeline:
         retriever: Retriever,
         texts: DocumentTexts,
         settings: PipelineSettings,
+        critic: AnswerCritic,
     ) -> None:
         self._generator = generator
+        self._critic = critic
         self._retriever = retriever
         self._texts = texts
         self._settings = settings
@@ -101,6 +109,10 @@ class SelfReasoningPipeline:
     @property
     def generator(self) -> Generator:
         return self._generator
+
+    @property
+    def critic(self) -> AnswerCritic:
+        return self._critic
 
     async def run(self, options: QueryOptions) -> AsyncIterator[QueryEvent]:
         run = QueryRun()
@@ -114,24 +126,33 @@ class SelfReasoningPipeline:
         hits = result.hits
         clock = run.mark("retrieve", run.started)
         yield RetrievalEvent(hits, result.index_version, result.embedder, result.retrieval)
+        passages = prompts.make_passages(hits)
+        scores = SentenceScores({}, self._critic.threshold)
         check: Answerability | None = None
-        if hits and options.mode in ("steps", "single_pass"):
-            check = self._answerability(options.question, hits)
+        if hits and options.mode != "closed_book":
+            # The answer critic reads every sentence once: the decline before the model, a
+            # decline of the relevance step overruled, whether a citation states the answer.
+            scores = await asyncio.to_thread(
+                score_sentences, self._critic, options.question, passages
+            )
+            clock = run.mark("critic", clock)
+            if options.mode in ("steps", "single_pass"):
+                check = judge(scores, passages)
         try:
             if options.mode == "closed_book":
                 steps = self._closed_book(options, run)
             elif not hits:
                 steps = self._unsupported(options, run, [], clock)
             elif check is not None and not check.answerable:
-                # Retrieval alone shows the documents cannot answer: decline without the model.
+                # No retrieved sentence states the answer: decline without the model.
                 judged = [Judgement(h.chunk_id, h.document_id, False, check.reason()) for h in hits]
                 steps = self._unsupported(options, run, judged, clock, check.reason())
             elif options.mode == "one_call":
-                steps = self._one_call(options, run, prompts.make_passages(hits), clock)
+                steps = self._one_call(options, run, passages, scores, clock)
             elif options.mode == "single_pass":
-                steps = self._single_pass(options, run, prompts.make_passages(hits), clock)
+                steps = self._single_pass(options, run, passages, scores, clock)
             else:
-                steps = self._steps(options, run, prompts.make_passages(hits), clock)
+                steps = self._steps(options, run, passages, scores, clock)
             outcome = Outcome()
             async for item in steps:
                 if isinstance(item, Outcome):
@@ -167,23 +188,15 @@ class SelfReasoningPipeline:
             )
         )
 
-    def _answerability(self, question: str, hits: list[Hit]) -> Answerability:
-        s = self._settings
-        return assess(
-            question,
-            [h.text for h in hits],
-            [h.similarity for h in hits],
-            s.answerability_min_coverage,
-            s.answerability_min_similarity,
-            min_pair_coverage=s.answerability_min_pair_coverage,
-            pair_similarity=s.answerability_pair_similarity,
-            check_numbers=s.answerability_numbers,
-        )
-
     # Modes --------------------------------------------------------------------------------
 
     async def _steps(
-        self, options: QueryOptions, run: QueryRun, passages: list[Passage], clock: float
+        self,
+        options: QueryOptions,
+        run: QueryRun,
+        passages: list[Passage],
+        scores: SentenceScores,
+        clock: float,
     ) -> ModeEvents:
         s = self._settings
         system = prompts.system_message(options.question, passages)
@@ -195,7 +208,7 @@ class SelfReasoningPipeline:
             lambda data: parse_relevance(data, passages, s.reason_max_chars),
         )
         clock = run.mark("relevance", clock)
-        judged = overrule_decline(options.question, passages, judged, s.overrule_decline_coverage)
+        judged = overrule_decline(passages, judged, scores)
         yield RelevanceEvent(judged)
         relevant = [p for p, j in zip(passages, judged, strict=True) if j.relevant]
         if not relevant:
@@ -203,17 +216,16 @@ class SelfReasoningPipeline:
                 yield item
             return
 
+        ranked = ranked_sentence_ids(options.question, relevant)
         evidence = await self._calls.structured(
-            prompts.evidence_request(system, options.question, relevant, s),
+            prompts.evidence_request(system, options.question, relevant, s, ranked),
             options.adapter,
             run,
             lambda data: parse_evidence(data, relevant, s.max_evidence, s.reason_max_chars),
         )
         clock = run.mark("evidence", clock)
         if s.evidence_top_ranked:
-            evidence = with_top_ranked_evidence(
-                options.question, relevant, evidence, s.max_evidence
-            )
+            evidence = with_top_ranked_evidence(ranked, relevant, evidence, s.max_evidence)
         evidence = await verified(evidence, self._texts)
         if not evidence:  # nothing survived verification: there is no support to cite
             async for item in self._unsupported(options, run, judged, clock):
@@ -230,12 +242,17 @@ class SelfReasoningPipeline:
         analysis, answer = writing.value
         run.mark("analysis", clock)
         for item in await self._conclude(
-            options.question, judged, evidence, analysis, answer, passages
+            options.question, judged, evidence, analysis, answer, passages, scores
         ):
             yield item
 
     async def _single_pass(
-        self, options: QueryOptions, run: QueryRun, passages: list[Passage], clock: float
+        self,
+        options: QueryOptions,
+        run: QueryRun,
+        passages: list[Passage],
+        scores: SentenceScores,
+        clock: float,
     ) -> ModeEvents:
         s = self._settings
         system = prompts.system_message(options.question, passages)
@@ -280,12 +297,17 @@ class SelfReasoningPipeline:
         evidence = await verified(evidence, self._texts)
         yield EvidenceEvent(evidence)
         for item in await self._conclude(
-            options.question, judged, evidence, analysis, answer, passages
+            options.question, judged, evidence, analysis, answer, passages, scores
         ):
             yield item
 
     async def _one_call(
-        self, options: QueryOptions, run: QueryRun, passages: list[Passage], clock: float
+        self,
+        options: QueryOptions,
+        run: QueryRun,
+        passages: list[Passage],
+        scores: SentenceScores,
+        clock: float,
     ) -> ModeEvents:
         """Baseline RAG: one call answers and cites sentence ids (no relevance or reasons)."""
         system = prompts.system_message(options.question, passages)
@@ -313,9 +335,9 @@ class SelfReasoningPipeline:
         evidence = await verified(evidence, self._texts)
         citations = [citation_of(e) for e in evidence]
         yield AnswerEvent(answer, citations)
-        yield Outcome(
-            answer=answer, evidence=evidence, citations=citations, supported=bool(citations)
-        )
+        # Supported: a citation verified verbatim that states the answer by the critic.
+        supported = any(scores.states_answer(e.sentence) for e in evidence)
+        yield Outcome(answer=answer, evidence=evidence, citations=citations, supported=supported)
 
     async def _closed_book(self, options: QueryOptions, run: QueryRun) -> ModeEvents:
         started = time.perf_counter()
@@ -376,6 +398,7 @@ class SelfReasoningPipeline:
         analysis: str,
         answer: str,
         passages: list[Passage],
+        scores: SentenceScores,
     ) -> list[QueryEvent | Outcome]:
         outcome = await conclude(
             question,
@@ -384,6 +407,7 @@ class SelfReasoningPipeline:
             analysis,
             answer,
             passages,
+            scores,
             self._texts,
             self._settings.answer_max_chars,
         )

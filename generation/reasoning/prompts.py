@@ -15,7 +15,6 @@ from typing import Any
 
 from core.settings import PipelineSettings
 from generation.llm.generator import Message
-from generation.reasoning.evidence_ranking import ranked_sentence_ids
 from generation.reasoning.values import Passage
 from retrieval.chunker import Sentence, split_sentences
 from retrieval.search import Hit
@@ -259,19 +258,25 @@ def relevance_request(
     )
 
 
-def evidence_candidates(question: str, relevant: list[Passage], limit: int) -> list[str] | None:
-    """The sentence ids the evidence step may choose, likeliest first (evidence_ranking.py);
-    None, every sentence, when `limit` is 0 or covers them."""
-    total = sum(len(p.sentences) for p in relevant)
-    if limit <= 0 or total <= limit:
+def evidence_candidates(ranked: list[str], limit: int) -> list[str] | None:
+    """The sentence ids the evidence step may choose: the first `limit` of `ranked` (every
+    sentence of the relevant passages, likeliest first by the answer critic); None, every
+    sentence, when `limit` is 0 or covers them."""
+    if limit <= 0 or len(ranked) <= limit:
         return None
-    return ranked_sentence_ids(question, relevant)[:limit]
+    return ranked[:limit]
 
 
 def evidence_request(
-    system: Message, question: str, relevant: list[Passage], s: PipelineSettings
+    system: Message,
+    question: str,
+    relevant: list[Passage],
+    s: PipelineSettings,
+    ranked: list[str],
 ) -> StepRequest:
-    candidates = evidence_candidates(question, relevant, s.evidence_candidates)
+    """The evidence step; `ranked`: the relevant passages' sentence ids, likeliest first
+    (generation/reasoning/sentence_scores.py)."""
+    candidates = evidence_candidates(ranked, s.evidence_candidates)
     return StepRequest(
         "evidence",
         evidence_messages(system, question, relevant, s.max_evidence, candidates),

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from core.settings import PipelineSettings
-from generation.reasoning.evidence_ranking import bm25, ranked_sentence_ids, with_top_ranked
+from generation.reasoning.evidence_ranking import bm25, ranked_sentence_ids
 from generation.reasoning.prompts import evidence_request, make_passages, system_message
+from generation.reasoning.replies import evidence_from_ids
+from generation.reasoning.revisions import with_top_ranked_evidence
+from generation.reasoning.values import Passage
 from retrieval.search import Hit
 
 PARIS = (
@@ -18,7 +21,7 @@ RIVERS = (
 )
 
 
-def passages(*texts: str) -> list:
+def passages(*texts: str) -> list[Passage]:
     return make_passages(
         [Hit(n, f"doc{n}", f"f{n}.txt", t, 0.5, 0, len(t)) for n, t in enumerate(texts, 1)]
     )
@@ -48,7 +51,8 @@ def test_the_evidence_step_offers_only_the_candidates_likeliest_first() -> None:
     question = "When was the Eiffel Tower completed?"
 
     def offered(settings: PipelineSettings) -> tuple[list[str], str]:
-        request = evidence_request(system, question, found, settings)
+        ranked = ranked_sentence_ids(question, found)
+        request = evidence_request(system, question, found, settings, ranked)
         schema = request.schema["properties"]["evidence"]["items"]["properties"]["sentence"]
         return schema["enum"], request.messages[-1]["content"]
 
@@ -64,14 +68,15 @@ def test_the_evidence_step_offers_only_the_candidates_likeliest_first() -> None:
 
 def test_the_top_ranked_sentence_joins_the_models_choice() -> None:
     found = passages(PARIS, RIVERS)
-    question = "When was the Eiffel Tower completed?"
-    # Chosen already: nothing changes.
-    assert with_top_ranked(question, found, ["2.1", "1.3"], 3) == (["2.1", "1.3"], None)
-    # Missing, with room: added after the model's choices.
-    assert with_top_ranked(question, found, ["2.1"], 3) == (["2.1", "1.3"], "1.3")
-    # Missing, and the model chose as many as allowed: its last choice makes room.
-    assert with_top_ranked(question, found, ["2.1", "2.2", "1.1"], 3) == (
-        ["2.1", "2.2", "1.3"],
-        "1.3",
-    )
-    assert with_top_ranked(question, [], [], 3) == ([], None)
+    ranked = ranked_sentence_ids("When was the Eiffel Tower completed?", found)
+
+    def chosen(*ids: str) -> list[str]:
+        evidence = evidence_from_ids(list(ids), found, {}, 3)
+        return [e.sentence for e in with_top_ranked_evidence(ranked, found, evidence, 3)]
+
+    assert chosen("2.1", "1.3") == ["2.1", "1.3"], "chosen already: nothing changes"
+    assert chosen("2.1") == ["2.1", "1.3"], "missing, with room: after the model's choices"
+    assert chosen("2.1", "2.2", "1.1") == ["2.1", "2.2", "1.3"], "the last choice makes room"
+    added = with_top_ranked_evidence(ranked, found, evidence_from_ids(["2.1"], found, {}, 3), 3)
+    assert "evidence check" in added[1].reason
+    assert with_top_ranked_evidence([], [], [], 3) == []
