@@ -288,9 +288,9 @@ def adapter(
 def critic(
     out: Annotated[
         Path, typer.Option(help="Folder for critic.onnx, tokenizer.json, critic.json.")
-    ] = (Path("generation/critic_model")),
-    max_pairs: Annotated[int, typer.Option(help="Labelled pairs to train on (one pass).")] = 24_000,
-    minutes: Annotated[float, typer.Option(help="Stop training after this long.")] = 40.0,
+    ] = Path("generation/critic_model"),
+    max_pairs: Annotated[int, typer.Option(help="Labelled pairs to train on (one pass).")] = 30_000,
+    minutes: Annotated[float, typer.Option(help="Stop training after this long.")] = 50.0,
     threshold: Annotated[
         float | None,
         typer.Option(
@@ -307,7 +307,14 @@ def critic(
     cross-encoder on (question, sentence) pairs of the train splits (training/critic_data.py),
     exported as int8 ONNX. 5% of the questions are held out and scored with the exported model."""
     from generation.critic import MANIFEST_FILE, AnswerCritic
-    from training.critic import TrainConfig, export, held_out, train, write_manifest
+    from training.critic import (
+        TrainConfig,
+        export,
+        held_out,
+        train,
+        validation_metrics,
+        write_manifest,
+    )
     from training.critic_data import critic_pairs
 
     try:
@@ -333,20 +340,3 @@ def critic(
     summary["validation"] = validation_metrics(scored, validation)
     write_manifest(out, threshold, {"training": summary})
     typer.echo(f"wrote {out}: {json.dumps(summary['validation'])}")
-
-
-def validation_metrics(scored: Any, pairs: list[Any]) -> dict[str, Any]:
-    """Held-out pairs scored by the exported critic: ROC AUC and accuracy at its threshold."""
-    probabilities = [scored.score(p.question, p.sentence) for p in pairs]
-    labels = [p.label for p in pairs]
-    positives = [s for s, y in zip(probabilities, labels, strict=True) if y]
-    negatives = [s for s, y in zip(probabilities, labels, strict=True) if not y]
-    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
-    right = sum(
-        (s >= scored.threshold) == bool(y) for s, y in zip(probabilities, labels, strict=True)
-    )
-    return {
-        "pairs": len(pairs),
-        "roc_auc": round(wins / max(len(positives) * len(negatives), 1), 4),
-        "accuracy": round(right / max(len(pairs), 1), 4),
-    }
