@@ -131,10 +131,11 @@ class Usage(BaseModel):
 
 SUPPORTED_DESCRIPTION = (
     "True only when the relevance step judged at least one retrieved passage relevant AND at "
-    "least one evidence quote was verified verbatim in its document, and the answer is cited "
-    "from it. False when nothing relevant was found, when no quote survived verification, for "
-    "closed_book answers and for allow_unsupported answers from the model's own knowledge. It "
-    "says the answer is backed by quoted text, not that the answer is correct."
+    "least one evidence quote was verified verbatim in its document, the answer is cited "
+    "from it, AND the answer critic finds that a cited sentence states the answer. False when "
+    "nothing relevant was found, when no quote survived verification, when the quoted sentence "
+    "is real but beside the point, for closed_book answers and for allow_unsupported answers "
+    "from the model's own knowledge. A strong hint, not a proof: read the citations."
 )
 
 
