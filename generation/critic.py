@@ -9,9 +9,9 @@ milliseconds per sentence on a CPU core, no torch. A passage's score is its best
 The pipeline asks it two things (generation/reasoning/sentence_scores.py): whether any retrieved
 sentence states the answer at all (else the question is declined without the model; with one,
 a relevance step that judged every passage irrelevant is overruled), and whether a cited
-sentence states the answer (else the answer is not `supported`). `threshold` (in the shipped critic.json) is the probability above
-which a sentence counts as stating the answer, chosen on the train splits' decision samples by
-scripts/bench_critic.py (docs/benchmarks.md).
+sentence states the answer (else the answer is not `supported`). `threshold` (in the shipped
+critic.json) is the probability above which a sentence counts as stating the answer, chosen on
+the train splits' decision samples by scripts/bench_critic.py (docs/benchmarks.md).
 
 Trained on English only, like its base: a question matches a sentence in its own language (a
 Spanish question and the Spanish sentence that answers it: 0.90) but not across languages (the
@@ -76,7 +76,9 @@ class AnswerCritic:
                 f"{folder / MODEL_FILE} is not the critic its manifest describes "
                 f"(sha256 {digest[:12]}…, expected {self.manifest.sha256[:12]}…)"
             )
-        tokenizer.enable_truncation(self.manifest.max_length, strategy="only_second")
+        # The longer of the two is cut first: the sentence, or a question longer than the
+        # model's window (which "only_second" would refuse).
+        tokenizer.enable_truncation(self.manifest.max_length, strategy="longest_first")
         tokenizer.enable_padding()
         self._tokenizer = tokenizer
         options = onnxruntime.SessionOptions()

@@ -67,7 +67,9 @@ class SchemaFollowingGenerator:
 class NothingRelevant(SchemaFollowingGenerator):
     """FAKE generator, labelled as such: judges every retrieved chunk not relevant, instantly.
     For tests of what surrounds the model (the query cache across an embedder switch) where
-    the real model would make each uncached query take tens of seconds."""
+    the real model would make each uncached query take tens of seconds. When the answer critic
+    overrules the verdicts (it finds a sentence that states the answer), the later steps get
+    the smallest reply their schema allows."""
 
     model = "fake-nothing-relevant"
 
@@ -81,5 +83,9 @@ class NothingRelevant(SchemaFollowingGenerator):
         on_text: TextSink | None = None,
     ) -> Completion:
         keys = list((schema or {}).get("properties", {}))
+        if not keys or not all(k.startswith("document_") for k in keys):
+            return await super().generate(
+                messages, schema=schema, max_tokens=max_tokens, adapter=adapter, on_text=on_text
+            )
         reply = {k: {"reason": "not about it", "relevant": False} for k in keys}
         return Completion(json.dumps(reply), self.model, 10, 5, 0, 0.0)

@@ -90,3 +90,11 @@ def test_scores_are_batched_and_stable(critic: AnswerCritic) -> None:
     assert len(many) == 70 and max(many) - min(many) < 1e-6
     assert critic.score(question, sentence) == pytest.approx(many[0], abs=1e-6)
     assert critic.scores(question, []) == []
+
+
+def test_a_question_longer_than_the_models_window_is_cut_not_refused(
+    critic: AnswerCritic,
+) -> None:
+    question = "copra " * 2000
+    [score] = critic.scores(question, ["Zanzibar exported copra, cloves and ivory."])
+    assert 0.0 <= score <= 1.0
