@@ -2,8 +2,9 @@
 
 One module per command group: server.py (processes and the database), documents.py (client
 commands against a running service), bench.py (quality runs: bench, eval, bench-compare),
-keys.py (API keys), models.py (the offline model catalog), train.py (trajectories and
-adapters), adapters.py (the adapter registry); http.py holds what the client commands share.
+keys.py (API keys), models.py (the offline model catalog), train.py (trajectories, adapters
+and the answer critic), adapters.py (the adapter registry); http.py holds what the client
+commands share.
 """
 
 from __future__ import annotations
