@@ -28,7 +28,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -49,12 +48,11 @@ class Manifest:
     threshold: float
     max_length: int
     sha256: str
-    details: dict[str, Any]
 
     @classmethod
     def read(cls, folder: Path) -> Manifest:
         data = json.loads((folder / MANIFEST_FILE).read_text())
-        return cls(float(data["threshold"]), int(data["max_length"]), str(data["sha256"]), data)
+        return cls(float(data["threshold"]), int(data["max_length"]), str(data["sha256"]))
 
 
 class AnswerCritic:

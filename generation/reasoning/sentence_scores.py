@@ -27,17 +27,14 @@ class SentenceScores:
     by_id: dict[str, float]  # sentence id -> probability that it states the answer
     threshold: float
 
-    def ranked(self, passages: list[Passage]) -> list[str]:
-        """Every sentence id of `passages`, the likeliest to state the answer first (ties in
-        reading order)."""
-        ids = [p.sentence_id(i) for p in passages for i in range(len(p.sentences))]
-        order = {sentence: n for n, sentence in enumerate(ids)}
-        return sorted(ids, key=lambda i: (-self.by_id.get(i, 0.0), order[i]))
-
     def best(self, passages: list[Passage]) -> tuple[str | None, float]:
-        """The likeliest sentence of `passages` and its score; (None, 0.0) without sentences."""
-        ranked = self.ranked(passages)
-        return (ranked[0], self.by_id.get(ranked[0], 0.0)) if ranked else (None, 0.0)
+        """The sentence of `passages` likeliest to state the answer (the first in reading order
+        among equals) and its score; (None, 0.0) without sentences."""
+        ids = [p.sentence_id(i) for p in passages for i in range(len(p.sentences))]
+        if not ids:
+            return None, 0.0
+        first = max(ids, key=lambda i: self.by_id.get(i, 0.0))  # max keeps the first of equals
+        return first, self.by_id.get(first, 0.0)
 
     def states_answer(self, sentence_id: str) -> bool:
         return self.by_id.get(sentence_id, 0.0) >= self.threshold

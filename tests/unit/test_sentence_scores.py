@@ -22,10 +22,11 @@ def passages(*texts: str, similarity: float | None = 0.5) -> list[Passage]:
 SCORES = SentenceScores({"1.1": 0.1, "1.2": 0.3, "1.3": 0.9, "2.1": 0.3, "2.2": 0.05}, 0.5)
 
 
-def test_sentences_rank_by_score_with_ties_in_reading_order() -> None:
+def test_the_best_sentence_wins_with_ties_in_reading_order() -> None:
     found = passages(PARIS, RIVERS)
-    assert SCORES.ranked(found) == ["1.3", "1.2", "2.1", "1.1", "2.2"]
-    assert SCORES.ranked(found[1:]) == ["2.1", "2.2"], "only the passages asked about"
+    ties = SentenceScores({"1.2": 0.3, "2.1": 0.3}, 0.5)
+    assert ties.best(found) == ("1.2", 0.3), "the first in reading order among equals"
+    assert SCORES.best(found[1:]) == ("2.1", 0.3), "only the passages asked about"
     assert SCORES.best(found) == ("1.3", 0.9)
     assert SCORES.best([]) == (None, 0.0)
     assert SCORES.states_answer("1.3") and not SCORES.states_answer("1.2")
