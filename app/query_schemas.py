@@ -134,8 +134,9 @@ SUPPORTED_DESCRIPTION = (
     "least one evidence quote was verified verbatim in its document, the answer is cited "
     "from it, AND the answer critic finds that a cited sentence states the answer. False when "
     "nothing relevant was found, when no quote survived verification, when the quoted sentence "
-    "is real but beside the point, for closed_book answers and for allow_unsupported answers "
-    "from the model's own knowledge. A strong hint, not a proof: read the citations."
+    "is real but beside the point, when the answer is extractive (the model's answer was not "
+    "held by its evidence), for closed_book answers and for allow_unsupported answers from the "
+    "model's own knowledge. A strong hint, not a proof: read the citations."
 )
 
 

@@ -33,8 +33,9 @@ async def conclude(
     answer_max_chars: int,
 ) -> Outcome:
     """The outcome of a reasoning mode from the model's verdicts, verified evidence, analysis
-    and answer. `supported` needs a citation that states the answer by the answer critic
-    (`scores`) as well as holding the answer's words."""
+    and answer. `supported` needs the model's own answer (not an extractive stand-in) and a
+    citation that states the answer by the answer critic (`scores`) as well as holding the
+    answer's words."""
     evidence, judged = await support_answer(question, answer, evidence, passages, judged, texts)
     analysis, _ = repair_markers(analysis, evidence)
     # Every analysis sentence must cite evidence and add nothing the evidence lacks.
@@ -62,8 +63,12 @@ async def conclude(
         relevance=judged,
         evidence=evidence,
         # Backed by a passage judged relevant and a verbatim-verified quote (API.md) that
-        # states the answer: a real sentence beside the point does not support it.
-        supported=any(j.relevant for j in judged)
+        # states the answer: a real sentence beside the point does not support it. An
+        # extractive answer stands in for a model answer the evidence did not hold: shown so
+        # the evidence can be read, but nothing checked it answers the question (of those
+        # marked supported on the train sets only about half were right; docs/benchmarks.md).
+        supported=source == "model"
+        and any(j.relevant for j in judged)
         and any(scores.states_answer(e.sentence) for e in backing),
         answer_source=source,
         analysis_source="evidence" if rewritten else "model",

@@ -454,6 +454,9 @@ def test_an_answer_of_only_evidence_numbers_is_asked_for_once_more(again: str, s
 
 
 def test_an_unsupported_answer_is_replaced_by_an_extractive_one() -> None:
+    """The quote stands in for the model's answer, so it is shown but not `supported`: the
+    critic finds that the sentence states where the BIOS is stored, yet nothing checked an
+    answer of the model's against it."""
     g = ScriptedGenerator(
         steps(relevant(True), [("1.2", "where")], {"answer": "in the cloud", "analysis": "[1]"})
     )
@@ -461,6 +464,9 @@ def test_an_unsupported_answer_is_replaced_by_an_extractive_one() -> None:
     assert result.answer_source == "extractive"
     assert result.model_answer == "in the cloud"
     assert result.answer in BIOS
+    assert [c.quote for c in result.citations] == ["It is stored in ROM on the board of every PC."]
+    assert shipped_critic().states_answer("Where is the BIOS stored?", result.citations[0].quote)
+    assert result.supported is False
 
 
 def test_a_generator_that_is_down_fails_or_degrades_to_the_passages() -> None:
