@@ -34,17 +34,15 @@ DEFAULT_DIR = Path(__file__).resolve().parent / "embedder_model"
 OUTPUT = "last_hidden_state"
 
 
-def build(out: Path = DEFAULT_DIR) -> Path:
-    """Export and quantize; write MODEL_FILE and its manifest (sha256, versions) into `out`."""
+def build(source: str, out: Path = DEFAULT_DIR) -> Path:
+    """Export and quantize the sentence-transformers folder `source` (the bundled MiniLM); write
+    MODEL_FILE and its manifest (sha256, versions) into `out`."""
     import onnx
     import onnxruntime
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoModel
 
-    from retrieval.embedders import _bundled_minilm_path
-
-    source = _bundled_minilm_path()
     bert = AutoModel.from_pretrained(source, local_files_only=True, attn_implementation="eager")
     names = ["input_ids", "attention_mask", "token_type_ids"]
     example = tuple(torch.ones(2, 16, dtype=torch.long) for _ in names)

@@ -186,10 +186,12 @@ def build_embedder(
     """Build the document encoder of float32-only CPUs (retrieval/int8_export.py): the bundled
     all-MiniLM-L6-v2 as ONNX with int8 matrix products. The repository ships its output; the
     build is deterministic, so the same versions give the same sha256."""
+    from core.settings import EmbedderSettings
+    from retrieval.embedders import DEFAULT_EMBEDDER, get_spec
     from retrieval.int8_export import MANIFEST_FILE, build
 
     try:
-        path = build(out)
+        path = build(get_spec(DEFAULT_EMBEDDER, EmbedderSettings()).path, out)
     except ImportError as exc:
         typer.echo(
             f"cannot build: {exc} (install the train extra: ./scripts/setup.sh test)", err=True
