@@ -59,7 +59,7 @@ def test_the_int8_products_encoder_is_shipped_verified_and_near_torch(
     assert np.all(np.sum(a * b, axis=1) > 0.97)
     assert not np.allclose(a, b, atol=1e-3)  # it is not the torch model
     # Its questions are encoded by the other twin, whose vectors find its documents.
-    twin = EmbedderPool(embedders._settings).for_queries(MINILM_INT8_DYNAMIC)  # noqa: SLF001
+    twin = embedders.for_queries(MINILM_INT8_DYNAMIC)
     assert twin.id == MINILM_INT8
     assert int(np.argmax(b @ twin.embed_query("What does BIOS stand for?"))) == 0
 
